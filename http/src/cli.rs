@@ -1,0 +1,211 @@
+//! Command line (clap).
+
+use std::net::Ipv4Addr;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bypass",
+    version,
+    about = "A web server on its own TCP/IP stack, bypassing the kernel with AF_XDP",
+    long_about = "A web server on its own TCP/IP stack, bypassing the kernel with AF_XDP.\n\n\
+        An XDP program steers the site's traffic from each receive queue of the interface into \
+        an AF_XDP socket; one pinned thread per queue runs Ethernet, ARP, IPv4, ICMP and TCP to \
+        completion. Everything else stays with the kernel."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bring the stack up on an interface and serve until SIGINT/SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    bypass serve --iface bpx0 --ip 10.99.0.1                 # own 10.99.0.1 (no kernel address for it)\n  \
+    bypass serve --iface eth0 --ip 203.0.113.7 --shared-ip   # share the host's address; SSH stays with the kernel\n  \
+    bypass serve --iface eth0 --ip 203.0.113.7/24 --queues 4 --cores 2-5 --zero-copy")]
+pub struct ServeArgs {
+    /// Network interface to serve on.
+    #[arg(long, value_name = "IF")]
+    pub iface: String,
+
+    /// The stack's IPv4 address, with an optional prefix length (default /24).
+    #[arg(long, value_name = "ADDR[/PREFIX]", value_parser = parse_addr_prefix)]
+    pub ip: HostAddr,
+
+    /// Router for destinations off the local prefix.
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: Option<Ipv4Addr>,
+
+    /// Receive queues to serve, one pinned thread each [default: all the
+    /// interface's queues, at most one per CPU].
+    #[arg(long, value_name = "N")]
+    pub queues: Option<u32>,
+
+    /// CPUs to pin the queue threads to, in queue order, e.g. 0,2 or 2-5
+    /// [default: the first N usable CPUs].
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    pub cores: Option<CpuList>,
+
+    /// TCP port to steer to the stack (repeat for more).
+    #[arg(long = "port", value_name = "PORT", default_value = "80")]
+    pub ports: Vec<u16>,
+
+    /// Never sleep: poll the rings continuously (lowest latency; each queue
+    /// thread uses a whole core). Default: spin briefly, then block in poll().
+    #[arg(long)]
+    pub busy_poll: bool,
+
+    /// Share the address with the kernel: only the steered TCP ports go to
+    /// the stack; ARP, ICMP, SSH and the rest stay with the kernel.
+    #[arg(long)]
+    pub shared_ip: bool,
+
+    /// Bind AF_XDP sockets in zero-copy mode (needs driver support, e.g.
+    /// ice, i40e, mlx5); fails clearly when unavailable.
+    #[arg(long)]
+    pub zero_copy: bool,
+
+    /// Attach XDP in generic (skb) mode instead of trying native first.
+    #[arg(long)]
+    pub generic_xdp: bool,
+
+    /// UMEM frames per queue, half for receive and half for transmit
+    /// (power of two).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub umem_frames: u32,
+
+    /// Bytes per UMEM frame: 2048 or 4096.
+    #[arg(long, value_name = "BYTES", default_value_t = 2048, value_parser = parse_frame_size)]
+    pub frame_size: u32,
+}
+
+/// An address with its on-link prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostAddr {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+fn parse_addr_prefix(s: &str) -> Result<HostAddr, String> {
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let addr: Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
+    if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() {
+        return Err(format!("{addr} cannot be a host address"));
+    }
+    let prefix = match prefix {
+        None => 24,
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|&p| p <= 32)
+            .ok_or_else(|| format!("prefix length {p:?} must be 0..=32"))?,
+    };
+    Ok(HostAddr {
+        addr,
+        prefix_len: prefix,
+    })
+}
+
+fn parse_frame_size(s: &str) -> Result<u32, String> {
+    match s {
+        "2048" => Ok(2048),
+        "4096" => Ok(4096),
+        _ => Err(format!("{s:?}: frame size must be 2048 or 4096")),
+    }
+}
+
+/// CPUs in queue order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    bypass_stack::host::parse_cpu_list(s).map(CpuList)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn addresses_with_and_without_prefix() {
+        let host = |prefix_len| HostAddr {
+            addr: Ipv4Addr::new(10, 99, 0, 1),
+            prefix_len,
+        };
+        assert_eq!(parse_addr_prefix("10.99.0.1"), Ok(host(24)));
+        assert_eq!(parse_addr_prefix("10.99.0.1/16"), Ok(host(16)));
+        for bad in [
+            "10.99.0",
+            "10.99.0.1/33",
+            "10.99.0.1/x",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+        ] {
+            assert!(parse_addr_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn serve_parses_every_flag() {
+        let cli = Cli::try_parse_from([
+            "bypass",
+            "serve",
+            "--iface",
+            "bpx0",
+            "--ip",
+            "10.99.0.1/24",
+            "--queues",
+            "2",
+            "--cores",
+            "0-1",
+            "--busy-poll",
+            "--shared-ip",
+            "--zero-copy",
+            "--port",
+            "80",
+            "--port",
+            "443",
+        ])
+        .unwrap();
+        let Command::Serve(a) = cli.command;
+        assert_eq!(a.iface, "bpx0");
+        assert_eq!(a.queues, Some(2));
+        assert_eq!(a.cores, Some(CpuList(vec![0, 1])));
+        assert_eq!(a.ports, vec![80, 443]);
+        assert!(a.busy_poll && a.shared_ip && a.zero_copy);
+        assert!(
+            Cli::try_parse_from(["bypass", "serve", "--ip", "10.0.0.1"]).is_err(),
+            "--iface is required"
+        );
+        assert!(Cli::try_parse_from([
+            "bypass",
+            "serve",
+            "--iface",
+            "x",
+            "--ip",
+            "1.2.3.4",
+            "--frame-size",
+            "1000"
+        ])
+        .is_err());
+    }
+}

@@ -1,0 +1,31 @@
+//! `bypass`: a web server on its own TCP/IP stack over AF_XDP.
+//!
+//! At this stage `serve` brings the stack up on an interface and answers ARP
+//! and ping for its address; TCP, HTTP and TLS arrive on the same command.
+
+mod cli;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+    match cli.command {
+        cli::Command::Serve(args) => match serve::run(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("bypass: error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+    }
+}

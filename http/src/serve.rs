@@ -1,0 +1,92 @@
+//! `bypass serve`: bring the stack up, wait for SIGINT/SIGTERM, bring it
+//! down, print what every core did.
+
+use std::{
+    process::ExitCode,
+    sync::{atomic::AtomicBool, Arc},
+    time::Duration,
+};
+
+use anyhow::Context;
+use bypass_stack::{
+    counters::Counters,
+    launch::{LaunchConfig, Running},
+    runtime::PollMode,
+};
+
+use crate::cli::ServeArgs;
+
+pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let host = args.ip;
+    let (addr, prefix_len) = (host.addr, host.prefix_len);
+    let config = LaunchConfig {
+        prefix_len,
+        gateway: args.gateway,
+        queues: args.queues,
+        cpus: args.cores.as_ref().map(|c| c.0.clone()),
+        poll: if args.busy_poll {
+            PollMode::Busy
+        } else {
+            PollMode::default()
+        },
+        shared_ip: args.shared_ip,
+        zero_copy: args.zero_copy,
+        generic_xdp: args.generic_xdp,
+        tcp_ports: args.ports.clone(),
+        umem_frames: args.umem_frames,
+        frame_size: args.frame_size,
+        ..LaunchConfig::new(&args.iface, addr)
+    };
+
+    // Signals first, so a SIGTERM during start-up still stops us cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
+
+    let running = Running::start(&config)?;
+    let info = running.interface();
+    tracing::info!(
+        "serving {addr}/{prefix_len} on {} ({}) in {} mode: {} queue(s), XDP {}, AF_XDP {}, {} polling, TCP ports {:?}",
+        info.name,
+        info.mac,
+        if args.shared_ip { "shared-IP" } else { "owned-IP" },
+        running.queues(),
+        running.attach_mode(),
+        if args.zero_copy { "zero-copy" } else { "copy" },
+        if args.busy_poll { "busy" } else { "adaptive" },
+        args.ports,
+    );
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && !running.failed() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let failed = running.failed() && !stop.load(std::sync::atomic::Ordering::Relaxed);
+    let iface = running.interface().name.clone();
+    let report = running.stop();
+
+    let mut total = Counters::default();
+    for core in &report.cores {
+        let cpu = core.core.map_or_else(|| "-".into(), |c| c.to_string());
+        eprintln!(
+            "bypass: queue {} cpu {}: {}",
+            core.queue, cpu, core.counters
+        );
+        total.accumulate(&core.counters);
+    }
+    eprintln!("bypass: total: {total}");
+    for (queue, c) in report.xdp.iter().enumerate() {
+        eprintln!(
+            "bypass: xdp queue {queue}: steered={} passed={}",
+            c.steered, c.passed
+        );
+    }
+    for e in &report.errors {
+        eprintln!("bypass: error: {e}");
+    }
+    eprintln!("bypass: stopped; XDP detached from {iface}");
+    Ok(if failed || !report.errors.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,349 @@
+//! AF_XDP driver on xsk-rs: one socket and one UMEM per receive queue.
+//!
+//! Frame ownership: the UMEM's frames are split once, at start, between the
+//! FILL ring (receive) and a free list (transmit). A received frame goes back
+//! to FILL as soon as the batch is handled (answers are written into transmit
+//! frames, never in place), and a transmitted frame comes back to the free
+//! list through the COMPLETION ring. So a frame is always in exactly one
+//! place: kernel rings, this driver's lists, or a batch being handled.
+//!
+//! This module holds all of the stack's `unsafe`: xsk-rs marks ring and UMEM
+//! access unsafe because the compiler cannot see that the kernel and we take
+//! turns on each frame; the ownership rule above is what makes it sound.
+
+use std::{
+    ffi::CString,
+    io,
+    num::NonZeroU32,
+    os::fd::{AsRawFd, RawFd},
+    time::Duration,
+};
+
+use xsk_rs::{
+    config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
+    CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem,
+};
+
+use super::{Device, TxError, TxSink};
+
+/// How to build one queue's socket.
+#[derive(Debug, Clone)]
+pub struct XdpConfig {
+    pub iface: String,
+    pub queue: u32,
+    /// UMEM frames, split evenly between receive and transmit. Power of two.
+    pub frame_count: u32,
+    /// Bytes per UMEM frame: 2048 or 4096.
+    pub frame_size: u32,
+    /// Ask for zero-copy; fail with a clear error when the driver can't.
+    pub zero_copy: bool,
+}
+
+impl Default for XdpConfig {
+    fn default() -> Self {
+        XdpConfig {
+            iface: String::new(),
+            queue: 0,
+            frame_count: 4096,
+            frame_size: 2048,
+            zero_copy: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error("bad AF_XDP configuration: {0}")]
+    Config(String),
+    #[error("cannot allocate a UMEM of {frames} frames x {size} bytes: {reason} (lower --umem-frames, or raise RLIMIT_MEMLOCK when not root)")]
+    Umem {
+        frames: u32,
+        size: u32,
+        reason: String,
+    },
+    #[error("{iface} does not support AF_XDP zero-copy on queue {queue} ({reason}); run without --zero-copy to use copy mode")]
+    ZeroCopyUnsupported {
+        iface: String,
+        queue: u32,
+        reason: String,
+    },
+    #[error("cannot open an AF_XDP socket on {iface} queue {queue}: {reason}")]
+    Socket {
+        iface: String,
+        queue: u32,
+        reason: String,
+    },
+}
+
+/// Counters the driver keeps itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpDriverCounters {
+    /// Frames the TX ring had no room for (dropped).
+    pub tx_ring_full: u64,
+    /// Kicks (sendto) issued to start transmission.
+    pub tx_kicks: u64,
+    /// Fill-ring wakeups issued (need_wakeup).
+    pub fill_wakeups: u64,
+}
+
+/// One AF_XDP socket with its own UMEM.
+pub struct XdpDevice {
+    umem: Umem,
+    fill: FillQueue,
+    comp: CompQueue,
+    tx: TxQueue,
+    rx: RxQueue,
+    /// Frames free for transmit.
+    free: Vec<FrameDesc>,
+    /// Frames written and waiting for `flush`.
+    pending: Vec<FrameDesc>,
+    /// Scratch for a received batch.
+    rx_batch: Vec<FrameDesc>,
+    /// Scratch for completions.
+    comp_batch: Vec<FrameDesc>,
+    frame_size: usize,
+    counters: XdpDriverCounters,
+}
+
+/// Largest receive batch handled at once.
+pub const MAX_BATCH: usize = 64;
+
+impl XdpDevice {
+    pub fn new(config: &XdpConfig) -> Result<Self, XdpError> {
+        let frame_count = NonZeroU32::new(config.frame_count)
+            .filter(|n| n.get().is_power_of_two() && n.get() >= 64)
+            .ok_or_else(|| {
+                XdpError::Config(format!(
+                    "UMEM frame count must be a power of two >= 64, got {}",
+                    config.frame_count
+                ))
+            })?;
+        let half = frame_count.get() / 2;
+        let ring = QueueSize::new(half).map_err(|e| XdpError::Config(e.to_string()))?;
+        let frame_size =
+            FrameSize::new(config.frame_size).map_err(|e| XdpError::Config(e.to_string()))?;
+        let umem_config = UmemConfig::builder()
+            .frame_size(frame_size)
+            .fill_queue_size(ring)
+            .comp_queue_size(ring)
+            .build()
+            .map_err(|e| XdpError::Config(e.to_string()))?;
+        let (umem, mut frames) =
+            Umem::new(umem_config, frame_count, false).map_err(|e| XdpError::Umem {
+                frames: config.frame_count,
+                size: config.frame_size,
+                reason: error_chain(&e),
+            })?;
+
+        let mut bind = BindFlags::XDP_USE_NEED_WAKEUP;
+        bind |= if config.zero_copy {
+            BindFlags::XDP_ZEROCOPY
+        } else {
+            BindFlags::XDP_COPY
+        };
+        let socket_config = SocketConfig::builder()
+            .rx_queue_size(ring)
+            .tx_queue_size(ring)
+            // Our own XDP program (bypass-xdp) steers frames; libxdp must not
+            // load its default one.
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(bind)
+            .build();
+        let iface = CString::new(config.iface.as_str())
+            .map(Interface::new)
+            .map_err(|_| XdpError::Config(format!("bad interface name {:?}", config.iface)))?;
+        // SAFETY: the UMEM is not shared with another socket, so the
+        // double-free hazard xsk-rs documents for shared UMEMs does not apply
+        // (and INHIBIT_PROG_LOAD is set regardless).
+        let (tx, rx, rings) = unsafe { Socket::new(socket_config, &umem, &iface, config.queue) }
+            .map_err(|e| {
+                let reason = error_chain(&e);
+                if config.zero_copy {
+                    XdpError::ZeroCopyUnsupported {
+                        iface: config.iface.clone(),
+                        queue: config.queue,
+                        reason,
+                    }
+                } else {
+                    XdpError::Socket {
+                        iface: config.iface.clone(),
+                        queue: config.queue,
+                        reason,
+                    }
+                }
+            })?;
+        let (mut fill, comp) = rings.ok_or_else(|| XdpError::Socket {
+            iface: config.iface.clone(),
+            queue: config.queue,
+            reason: "no FILL/COMPLETION rings returned for an unshared UMEM".into(),
+        })?;
+
+        let free = frames.split_off(half as usize);
+        // SAFETY: these frames were just created with this UMEM and nothing
+        // else refers to them; from now on they belong to the kernel until
+        // they come back on the RX ring.
+        let filled = unsafe { fill.produce(&frames) };
+        if filled != frames.len() {
+            return Err(XdpError::Config(format!(
+                "FILL ring took {filled} of {} frames",
+                frames.len()
+            )));
+        }
+        Ok(XdpDevice {
+            umem,
+            fill,
+            comp,
+            tx,
+            rx,
+            pending: Vec::with_capacity(free.len()),
+            free,
+            rx_batch: vec![FrameDesc::default(); MAX_BATCH],
+            comp_batch: vec![FrameDesc::default(); half as usize],
+            frame_size: config.frame_size as usize,
+            counters: XdpDriverCounters::default(),
+        })
+    }
+
+    pub fn counters(&self) -> XdpDriverCounters {
+        self.counters
+    }
+
+    /// Takes finished transmissions back onto the free list.
+    fn reclaim_completions(&mut self) {
+        // SAFETY: descriptors on the COMPLETION ring are frames of this UMEM
+        // that the kernel has finished sending; they are ours again.
+        let n = unsafe { self.comp.consume(&mut self.comp_batch) };
+        self.free.extend_from_slice(&self.comp_batch[..n]);
+    }
+}
+
+impl AsRawFd for XdpDevice {
+    fn as_raw_fd(&self) -> RawFd {
+        self.rx.fd().as_raw_fd()
+    }
+}
+
+/// Transmit side of [`XdpDevice`], borrowed per batch.
+pub struct XdpTx<'a> {
+    umem: &'a Umem,
+    free: &'a mut Vec<FrameDesc>,
+    pending: &'a mut Vec<FrameDesc>,
+    frame_size: usize,
+}
+
+impl TxSink for XdpTx<'_> {
+    #[inline]
+    fn send<F: FnOnce(&mut [u8])>(&mut self, len: usize, fill: F) -> Result<(), TxError> {
+        if len > self.frame_size {
+            return Err(TxError::TooLong);
+        }
+        let mut desc = self.free.pop().ok_or(TxError::NoBuffer)?;
+        let fits = {
+            // SAFETY: `desc` came from the free list: the kernel is done with
+            // it (completion ring) and no other reference to it exists.
+            let mut data = unsafe { self.umem.data_mut(&mut desc) };
+            let fits = {
+                let mut cursor = data.cursor();
+                cursor.set_pos(len);
+                cursor.pos() == len
+            };
+            if fits {
+                fill(data.contents_mut());
+            }
+            fits
+        };
+        if !fits {
+            // The data segment is shorter than the frame (headroom).
+            self.free.push(desc);
+            return Err(TxError::TooLong);
+        }
+        self.pending.push(desc);
+        Ok(())
+    }
+}
+
+impl Device for XdpDevice {
+    type Tx<'a> = XdpTx<'a>;
+
+    fn receive<F>(&mut self, budget: usize, mut on_frame: F) -> usize
+    where
+        F: FnMut(&[u8], &mut Self::Tx<'_>),
+    {
+        self.reclaim_completions();
+        let budget = budget.min(MAX_BATCH);
+        // SAFETY: descriptors consumed from the RX ring are frames of this
+        // UMEM that the kernel has filled and handed to us.
+        let n = unsafe { self.rx.consume(&mut self.rx_batch[..budget]) };
+        if n == 0 {
+            return 0;
+        }
+        let mut tx = XdpTx {
+            umem: &self.umem,
+            free: &mut self.free,
+            pending: &mut self.pending,
+            frame_size: self.frame_size,
+        };
+        for desc in &self.rx_batch[..n] {
+            // SAFETY: the frame is ours (consumed from RX, not yet back on
+            // FILL); transmit frames are distinct frames, so this shared view
+            // never aliases a mutable one.
+            let data = unsafe { self.umem.data(desc) };
+            on_frame(data.contents(), &mut tx);
+        }
+        // SAFETY: the batch is handled and no view into these frames
+        // survives; the FILL ring has room for every receive frame because
+        // it was sized to hold all of them.
+        unsafe { self.fill.produce(&self.rx_batch[..n]) };
+        if self.fill.needs_wakeup() {
+            self.counters.fill_wakeups += 1;
+            let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
+        }
+        n
+    }
+
+    fn transmitter(&mut self) -> Self::Tx<'_> {
+        self.reclaim_completions();
+        XdpTx {
+            umem: &self.umem,
+            free: &mut self.free,
+            pending: &mut self.pending,
+            frame_size: self.frame_size,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            // SAFETY: pending frames are written and owned by us; once on the
+            // TX ring they belong to the kernel until they complete.
+            let sent = unsafe { self.tx.produce(&self.pending) };
+            if sent < self.pending.len() {
+                self.counters.tx_ring_full += (self.pending.len() - sent) as u64;
+                self.free.extend_from_slice(&self.pending[sent..]);
+            }
+            self.pending.clear();
+            if sent > 0 && self.tx.needs_wakeup() {
+                self.counters.tx_kicks += 1;
+                self.tx.wakeup()?;
+            }
+        }
+        self.reclaim_completions();
+        Ok(())
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let ms = timeout.as_millis().clamp(0, i32::MAX as u128) as i32;
+        self.rx.poll(ms).map(drop)
+    }
+}
+
+/// An error and its sources, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}

@@ -1,0 +1,260 @@
+//! Bringing the stack up on a real interface and down again: checks, the
+//! XDP program, one AF_XDP socket and pinned core per queue, attach; and on
+//! stop, join the cores, read the counters, detach.
+//!
+//! Order matters: sockets are registered in the XDP program's socket map
+//! before the program is attached, so no frame for the stack arrives at an
+//! interface with nowhere to go.
+
+use std::net::Ipv4Addr;
+
+use bypass_xdp::{AttachMode, IpMode, QueueCounters, SteerConfig, SteerError, Steering};
+
+use crate::{
+    arp::ArpConfig,
+    driver::xdp::{XdpConfig, XdpDevice},
+    host::{self, HostError, InterfaceInfo},
+    iface::InterfaceConfig,
+    ipv4::Ipv4Config,
+    runtime::{CoreReport, CoreSpec, PollMode, Runtime, RuntimeError},
+};
+
+/// Everything needed to start the stack on an interface.
+#[derive(Debug, Clone)]
+pub struct LaunchConfig {
+    pub iface: String,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    /// Receive queues to serve; default: all of them, capped by CPUs.
+    pub queues: Option<u32>,
+    /// CPUs to pin the queues' threads to, in queue order; default: the
+    /// first usable CPUs.
+    pub cpus: Option<Vec<usize>>,
+    pub poll: PollMode,
+    pub shared_ip: bool,
+    pub zero_copy: bool,
+    /// Skip native XDP and attach in generic (skb) mode.
+    pub generic_xdp: bool,
+    /// TCP ports steered to the stack.
+    pub tcp_ports: Vec<u16>,
+    pub umem_frames: u32,
+    pub frame_size: u32,
+}
+
+impl LaunchConfig {
+    pub fn new(iface: &str, addr: Ipv4Addr) -> Self {
+        LaunchConfig {
+            iface: iface.into(),
+            addr,
+            prefix_len: 24,
+            gateway: None,
+            queues: None,
+            cpus: None,
+            poll: PollMode::default(),
+            shared_ip: false,
+            zero_copy: false,
+            generic_xdp: false,
+            tcp_ports: vec![80],
+            umem_frames: 4096,
+            frame_size: 2048,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("{iface} has {available} receive queue(s), {requested} requested; use --queues {available}, or add queues with `ethtool -L {iface} combined {requested}`")]
+    TooManyQueues {
+        iface: String,
+        requested: u32,
+        available: u32,
+    },
+    #[error("--queues must be at least 1")]
+    NoQueues,
+    #[error("{queues} queue(s) need {queues} CPU(s), but the CPU list has {cpus}")]
+    TooFewCpus { queues: u32, cpus: usize },
+    #[error("{iface} has MTU {mtu}, which does not fit a {frame_size}-byte UMEM frame; use --frame-size 4096 or lower the MTU")]
+    MtuTooLarge {
+        iface: String,
+        mtu: u32,
+        frame_size: u32,
+    },
+    #[error(transparent)]
+    Steer(#[from] SteerError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// The stack, up and running.
+pub struct Running {
+    runtime: Runtime,
+    steering: Steering,
+    info: InterfaceInfo,
+    queues: u32,
+    attach_mode: AttachMode,
+}
+
+/// What the stack did, once stopped.
+#[derive(Debug)]
+pub struct Report {
+    pub cores: Vec<CoreReport>,
+    /// Frames the XDP program steered and passed, per queue.
+    pub xdp: Vec<QueueCounters>,
+    /// Cores that ended on an error.
+    pub errors: Vec<String>,
+}
+
+/// Room the kernel keeps before packet data in each UMEM frame
+/// (XDP_PACKET_HEADROOM).
+const XDP_HEADROOM: u32 = 256;
+/// Ethernet header plus one VLAN tag.
+const LINK_OVERHEAD: u32 = 18;
+
+impl Running {
+    pub fn start(config: &LaunchConfig) -> Result<Running, LaunchError> {
+        host::check_privileges()?;
+        let info = InterfaceInfo::query(&config.iface)?;
+        if info.mtu + LINK_OVERHEAD > config.frame_size.saturating_sub(XDP_HEADROOM) {
+            return Err(LaunchError::MtuTooLarge {
+                iface: info.name,
+                mtu: info.mtu,
+                frame_size: config.frame_size,
+            });
+        }
+        let usable: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let queues = match config.queues {
+            Some(0) => return Err(LaunchError::NoQueues),
+            Some(q) if q > info.rx_queues => {
+                return Err(LaunchError::TooManyQueues {
+                    iface: info.name,
+                    requested: q,
+                    available: info.rx_queues,
+                })
+            }
+            Some(q) => q,
+            None => {
+                let cpus = config.cpus.as_ref().map_or(usable.len(), Vec::len).max(1);
+                info.rx_queues.min(cpus as u32)
+            }
+        };
+        let cpus: Vec<Option<usize>> = match &config.cpus {
+            Some(list) if list.len() < queues as usize => {
+                return Err(LaunchError::TooFewCpus {
+                    queues,
+                    cpus: list.len(),
+                })
+            }
+            Some(list) => list.iter().map(|&c| Some(c)).collect(),
+            None if usable.is_empty() => vec![None; queues as usize],
+            None => (0..queues as usize)
+                .map(|q| Some(usable[q % usable.len()]))
+                .collect(),
+        };
+        let specs: Vec<CoreSpec> = (0..queues)
+            .map(|queue| CoreSpec {
+                queue,
+                cpu: cpus[queue as usize],
+            })
+            .collect();
+
+        let mut steering = Steering::load(&SteerConfig {
+            addrs: vec![config.addr],
+            tcp_ports: config.tcp_ports.clone(),
+            mode: if config.shared_ip {
+                IpMode::Shared
+            } else {
+                IpMode::Owned
+            },
+        })?;
+
+        let engine = InterfaceConfig {
+            mac: info.mac,
+            ipv4: Ipv4Config {
+                addr: config.addr,
+                prefix_len: config.prefix_len,
+                gateway: config.gateway,
+            },
+            owns_ip: !config.shared_ip,
+            arp: ArpConfig::default(),
+        };
+        let xdp = XdpConfig {
+            iface: info.name.clone(),
+            queue: 0,
+            frame_count: config.umem_frames,
+            frame_size: config.frame_size,
+            zero_copy: config.zero_copy,
+        };
+        let (runtime, fds) = Runtime::spawn(&specs, &engine, config.poll, move |queue| {
+            XdpDevice::new(&XdpConfig {
+                queue,
+                ..xdp.clone()
+            })
+            .map_err(|e| e.to_string())
+        })?;
+        let attached = (|| {
+            for &(queue, fd) in &fds {
+                steering.register_socket(queue, &fd)?;
+            }
+            steering.attach(&info.name, config.generic_xdp)
+        })();
+        let attach_mode = match attached {
+            Ok(mode) => mode,
+            Err(e) => {
+                runtime.stop();
+                runtime.join();
+                return Err(e.into());
+            }
+        };
+        Ok(Running {
+            runtime,
+            steering,
+            info,
+            queues,
+            attach_mode,
+        })
+    }
+
+    pub fn interface(&self) -> &InterfaceInfo {
+        &self.info
+    }
+
+    pub fn queues(&self) -> u32 {
+        self.queues
+    }
+
+    pub fn attach_mode(&self) -> AttachMode {
+        self.attach_mode
+    }
+
+    /// Whether a core stopped by itself (an I/O error).
+    pub fn failed(&self) -> bool {
+        self.runtime.stopped()
+    }
+
+    /// Stops every core, reads the counters and detaches XDP.
+    pub fn stop(self) -> Report {
+        self.runtime.stop();
+        let mut cores = Vec::new();
+        let mut errors = Vec::new();
+        for result in self.runtime.join() {
+            match result {
+                Ok(r) => cores.push(r),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let xdp = self.steering.counters(self.queues).unwrap_or_else(|e| {
+            errors.push(format!("reading XDP counters: {e}"));
+            Vec::new()
+        });
+        // Dropping the steering program detaches it.
+        drop(self.steering);
+        Report { cores, xdp, errors }
+    }
+}
