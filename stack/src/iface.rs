@@ -277,3 +277,352 @@ impl Interface {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        driver::capture::Capture,
+        testkit::{self, Host},
+        wire::Ipv4Packet,
+    };
+
+    const STACK: Host = Host {
+        mac: EthernetAddress([0x02, 0, 0, 0, 0, 0x01]),
+        ip: Ipv4Addr::new(10, 99, 0, 1),
+    };
+    const PEER: Host = Host {
+        mac: EthernetAddress([0x02, 0, 0, 0, 0, 0x02]),
+        ip: Ipv4Addr::new(10, 99, 0, 2),
+    };
+
+    fn iface(owns_ip: bool) -> Interface {
+        Interface::new(InterfaceConfig {
+            mac: STACK.mac,
+            ipv4: Ipv4Config {
+                addr: STACK.ip,
+                prefix_len: 24,
+                gateway: None,
+            },
+            owns_ip,
+            arp: ArpConfig::default(),
+        })
+    }
+
+    fn feed(iface: &mut Interface, frame: &[u8]) -> Vec<Vec<u8>> {
+        let mut cap = Capture::new();
+        iface.receive_frame(frame, Instant::ZERO, &mut cap);
+        cap.frames().to_vec()
+    }
+
+    #[test]
+    fn answers_an_arp_request_for_its_address_and_learns_the_sender() {
+        let mut i = iface(true);
+        let out = feed(&mut i, &testkit::arp_request(PEER, STACK.ip));
+        assert_eq!(out.len(), 1);
+        let (dst, reply) = testkit::parse_arp(&out[0]).unwrap();
+        assert_eq!(dst, PEER.mac);
+        assert_eq!(reply.operation, ArpOperation::Reply);
+        assert_eq!(reply.source_hardware_addr, STACK.mac);
+        assert_eq!(reply.source_protocol_addr, STACK.ip);
+        assert_eq!(reply.target_hardware_addr, PEER.mac);
+        assert_eq!(reply.target_protocol_addr, PEER.ip);
+        assert_eq!(i.arp_cache().lookup(PEER.ip, Instant::ZERO), Some(PEER.mac));
+        assert_eq!(i.counters().arp_requests_in, 1);
+        assert_eq!(i.counters().arp_replies_out, 1);
+        assert_eq!(i.counters().tx_frames, 1);
+    }
+
+    #[test]
+    fn ignores_arp_for_other_addresses() {
+        let mut i = iface(true);
+        assert!(feed(
+            &mut i,
+            &testkit::arp_request(PEER, Ipv4Addr::new(10, 99, 0, 3))
+        )
+        .is_empty());
+        assert_eq!(i.counters().drops(DropReason::ArpNotForUs), 1);
+        assert!(
+            i.arp_cache().is_empty(),
+            "RFC 826: learn only when we are the target"
+        );
+    }
+
+    #[test]
+    fn arp_conflicts_and_our_own_announcement_are_not_learned() {
+        let mut i = iface(true);
+        let impostor = Host {
+            mac: PEER.mac,
+            ip: STACK.ip,
+        };
+        assert!(feed(&mut i, &testkit::arp_request(impostor, STACK.ip)).is_empty());
+        assert!(i.arp_cache().is_empty());
+        assert_eq!(i.counters().drops(DropReason::ArpNotForUs), 1);
+    }
+
+    #[test]
+    fn shared_ip_mode_leaves_arp_and_icmp_to_the_kernel() {
+        let mut i = iface(false);
+        assert!(feed(&mut i, &testkit::arp_request(PEER, STACK.ip)).is_empty());
+        assert_eq!(i.counters().arp_requests_in, 1);
+        assert!(feed(&mut i, &testkit::echo_request(PEER, STACK, 1, 1, b"x")).is_empty());
+        assert_eq!(i.counters().drops(DropReason::IcmpNotOwned), 1);
+        let mut cap = Capture::new();
+        i.start(Instant::ZERO, &mut cap);
+        assert!(
+            cap.frames().is_empty(),
+            "no announcement for a shared address"
+        );
+    }
+
+    #[test]
+    fn announces_its_address_at_start() {
+        let mut i = iface(true);
+        let mut cap = Capture::new();
+        i.start(Instant::ZERO, &mut cap);
+        let (dst, arp) = testkit::parse_arp(&cap.frames()[0]).unwrap();
+        assert!(dst.is_broadcast());
+        assert_eq!(arp.operation, ArpOperation::Request);
+        assert_eq!(arp.source_protocol_addr, STACK.ip);
+        assert_eq!(arp.target_protocol_addr, STACK.ip);
+    }
+
+    #[test]
+    fn answers_ping_with_the_same_identifier_sequence_and_data() {
+        let mut i = iface(true);
+        let data: Vec<u8> = (0..56).collect();
+        let out = feed(
+            &mut i,
+            &testkit::echo_request(PEER, STACK, 0x1234, 7, &data),
+        );
+        assert_eq!(out.len(), 1);
+        let reply =
+            testkit::parse_echo_reply(&out[0]).expect("valid echo reply, checksums included");
+        assert_eq!(
+            reply,
+            testkit::EchoReply {
+                eth_src: STACK.mac,
+                eth_dst: PEER.mac,
+                ip_src: STACK.ip,
+                ip_dst: PEER.ip,
+                ttl: crate::ipv4::DEFAULT_TTL,
+                ident: 0x1234,
+                seq_no: 7,
+                data,
+            }
+        );
+        assert_eq!(
+            (i.counters().icmp_echo_in, i.counters().icmp_echo_out),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn answers_a_padded_minimum_size_ping() {
+        let mut i = iface(true);
+        let mut frame = testkit::echo_request(PEER, STACK, 1, 1, b"");
+        frame.resize(60, 0); // Ethernet minimum: padding after the datagram
+        let out = feed(&mut i, &frame);
+        assert_eq!(testkit::parse_echo_reply(&out[0]).unwrap().data, b"");
+    }
+
+    #[test]
+    fn drops_frames_for_other_macs() {
+        let mut i = iface(true);
+        let mut frame = testkit::echo_request(PEER, STACK, 1, 1, b"x");
+        frame[..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
+        assert!(feed(&mut i, &frame).is_empty());
+        assert_eq!(i.counters().drops(DropReason::NotOurMac), 1);
+    }
+
+    /// Every malformed frame is a counted drop with its own reason.
+    #[test]
+    fn malformed_frames_are_counted_by_reason() {
+        let good = testkit::echo_request(PEER, STACK, 1, 1, b"abcdefgh");
+        let ip_at = 14;
+        let icmp_at = 34;
+        let mutate = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut v = good.clone();
+            f(&mut v);
+            v
+        };
+        let refill_ip = |v: &mut Vec<u8>| {
+            Ipv4Packet::new_unchecked(&mut v[ip_at..]).fill_checksum();
+        };
+        let cases: Vec<(Vec<u8>, DropReason)> = vec![
+            (good[..10].to_vec(), DropReason::EthernetTruncated),
+            (
+                mutate(&|v| v[12..14].copy_from_slice(&[0x86, 0xdd])),
+                DropReason::EtherType,
+            ),
+            (good[..ip_at + 12].to_vec(), DropReason::Ipv4Truncated),
+            (mutate(&|v| v[ip_at] = 0x55), DropReason::Ipv4Malformed),
+            (mutate(&|v| v[ip_at] = 0x44), DropReason::Ipv4Malformed),
+            (mutate(&|v| v[ip_at] = 0x4f), DropReason::Ipv4Truncated),
+            (
+                mutate(&|v| {
+                    v[ip_at + 2..ip_at + 4].copy_from_slice(&10u16.to_be_bytes());
+                    refill_ip(v)
+                }),
+                DropReason::Ipv4Malformed,
+            ),
+            (
+                mutate(&|v| {
+                    v[ip_at + 2..ip_at + 4].copy_from_slice(&2000u16.to_be_bytes());
+                    refill_ip(v)
+                }),
+                DropReason::Ipv4Truncated,
+            ),
+            (mutate(&|v| v[ip_at + 10] ^= 1), DropReason::Ipv4Checksum),
+            (
+                mutate(&|v| {
+                    v[ip_at + 19] = 3;
+                    refill_ip(v)
+                }),
+                DropReason::Ipv4NotForUs,
+            ),
+            (
+                mutate(&|v| {
+                    v[ip_at + 6] = 0x20; // more fragments
+                    refill_ip(v)
+                }),
+                DropReason::Ipv4Fragment,
+            ),
+            (
+                mutate(&|v| {
+                    v[ip_at + 12..ip_at + 16].copy_from_slice(&[224, 0, 0, 1]);
+                    refill_ip(v)
+                }),
+                DropReason::Ipv4BadSource,
+            ),
+            (
+                mutate(&|v| {
+                    v[ip_at + 9] = 17;
+                    refill_ip(v)
+                }),
+                DropReason::Ipv4Protocol,
+            ),
+            (
+                mutate(&|v| {
+                    v[ip_at + 9] = 6;
+                    refill_ip(v)
+                }),
+                DropReason::TcpUnhandled,
+            ),
+            (
+                mutate(&|v| v[icmp_at + 8] ^= 0xff),
+                DropReason::IcmpChecksum,
+            ),
+            (
+                mutate(&|v| {
+                    v.truncate(icmp_at + 4);
+                    v[ip_at + 2..ip_at + 4].copy_from_slice(&24u16.to_be_bytes());
+                    refill_ip(v)
+                }),
+                DropReason::IcmpTruncated,
+            ),
+        ];
+        for (frame, reason) in cases {
+            let mut i = iface(true);
+            let out = feed(&mut i, &frame);
+            assert!(out.is_empty(), "{reason:?}: no answer");
+            assert_eq!(
+                i.counters().drops(reason),
+                1,
+                "{reason:?}: {}",
+                i.counters()
+            );
+            assert_eq!(i.counters().total_drops(), 1, "{reason:?}: only one reason");
+        }
+    }
+
+    #[test]
+    fn resolves_with_retries_and_learns_from_the_reply() {
+        let mut i = iface(true);
+        let mut cap = Capture::new();
+        assert_eq!(i.resolve(PEER.ip, Instant::ZERO, &mut cap), None);
+        let (_, req) = testkit::parse_arp(&cap.frames()[0]).unwrap();
+        assert_eq!(req.target_protocol_addr, PEER.ip);
+        // No answer: one retry after the interval.
+        cap.clear();
+        let t1 = i.poll_at().unwrap();
+        assert_eq!(t1, Instant::ZERO + Duration::from_secs(1));
+        i.poll(t1, &mut cap);
+        assert_eq!(cap.frames().len(), 1);
+        // The answer arrives.
+        i.receive_frame(&testkit::arp_reply(PEER, STACK), t1, &mut cap);
+        assert_eq!(i.resolve(PEER.ip, t1, &mut cap), Some(PEER.mac));
+        assert_eq!(i.poll_at(), None);
+        assert_eq!(i.counters().arp_replies_in, 1);
+        // Off-link without a gateway: no route, no request.
+        cap.clear();
+        assert_eq!(i.resolve(Ipv4Addr::new(192, 0, 2, 1), t1, &mut cap), None);
+        assert!(cap.frames().is_empty());
+    }
+
+    #[test]
+    fn unanswered_resolution_fails_after_its_retries() {
+        let mut i = iface(true);
+        let mut cap = Capture::new();
+        i.resolve(PEER.ip, Instant::ZERO, &mut cap);
+        while let Some(at) = i.poll_at() {
+            i.poll(at, &mut cap);
+        }
+        assert_eq!(cap.frames().len(), 3, "initial request and two retries");
+        assert_eq!(i.counters().arp_resolve_failed, 1);
+    }
+
+    #[test]
+    fn transmit_exhaustion_is_a_counted_drop() {
+        let mut i = iface(true);
+        let mut cap = Capture::new();
+        cap.limit = Some(0);
+        i.receive_frame(
+            &testkit::echo_request(PEER, STACK, 1, 1, b"x"),
+            Instant::ZERO,
+            &mut cap,
+        );
+        assert_eq!(i.counters().drops(DropReason::TxNoBuffer), 1);
+        assert_eq!(i.counters().icmp_echo_out, 0);
+    }
+
+    /// Random and mutated frames: never a panic, and every frame is either
+    /// answered, ignored as valid, or dropped under exactly one reason.
+    #[test]
+    fn random_frames_never_panic_and_are_accounted_for() {
+        let mut rng = fastrand::Rng::with_seed(0xb1a5);
+        let seeds = [
+            testkit::echo_request(PEER, STACK, 9, 9, b"0123456789"),
+            testkit::arp_request(PEER, STACK.ip),
+        ];
+        let mut i = iface(true);
+        let mut cap = Capture::new();
+        let mut frame = Vec::new();
+        for n in 0..200_000u32 {
+            frame.clear();
+            if n % 4 == 0 {
+                frame.extend((0..rng.usize(0..128)).map(|_| rng.u8(..)));
+            } else {
+                frame.extend_from_slice(&seeds[rng.usize(..seeds.len())]);
+                for _ in 0..rng.usize(1..4) {
+                    let at = rng.usize(..frame.len());
+                    frame[at] = rng.u8(..);
+                }
+                if rng.bool() {
+                    frame.truncate(rng.usize(..=frame.len()));
+                }
+            }
+            cap.clear();
+            i.receive_frame(&frame, Instant::ZERO, &mut cap);
+        }
+        let c = i.counters();
+        assert_eq!(c.rx_frames, 200_000);
+        let answered = c.icmp_echo_in + c.arp_requests_in;
+        let accounted = c.total_drops() + answered + c.arp_replies_in;
+        assert!(accounted <= c.rx_frames);
+        assert!(c.total_drops() > 100_000, "{c}");
+        assert!(answered > 1000, "{c}");
+    }
+}

@@ -87,11 +87,6 @@ impl LinkState {
             self.stats[from].dropped += 1;
             return;
         }
-        if !frame.is_empty() && self.chance(self.faults.corrupt) {
-            let byte = self.rng.usize(..frame.len());
-            frame[byte] ^= 1 << self.rng.u8(..8);
-            self.stats[from].corrupted += 1;
-        }
         let copies = if self.chance(self.faults.duplicate) {
             self.stats[from].duplicated += 1;
             2
@@ -109,14 +104,21 @@ impl LinkState {
                 self.stats[from].reordered += 1;
             }
             self.seq += 1;
+            let mut copy_frame = if copy + 1 == copies {
+                std::mem::take(&mut frame)
+            } else {
+                frame.clone()
+            };
+            // Each copy is corrupted (or not) on its own, as on a real wire.
+            if !copy_frame.is_empty() && self.chance(self.faults.corrupt) {
+                let byte = self.rng.usize(..copy_frame.len());
+                copy_frame[byte] ^= 1 << self.rng.u8(..8);
+                self.stats[from].corrupted += 1;
+            }
             let item = InFlight {
                 deliver_at: at,
                 seq: self.seq,
-                frame: if copy + 1 == copies {
-                    std::mem::take(&mut frame)
-                } else {
-                    frame.clone()
-                },
+                frame: copy_frame,
             };
             // Keep the queue sorted by (deliver_at, seq); most frames go last.
             let q = &mut self.queues[to];

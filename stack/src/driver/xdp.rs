@@ -157,7 +157,10 @@ impl XdpDevice {
         // (and INHIBIT_PROG_LOAD is set regardless).
         let (tx, rx, rings) = unsafe { Socket::new(socket_config, &umem, &iface, config.queue) }
             .map_err(|e| {
-                let reason = error_chain(&e);
+                let mut reason = error_chain(&e);
+                if os_error(&e) == Some(libc::EBUSY) {
+                    reason.push_str(" (is another bypass, or another AF_XDP program, already using this queue?)");
+                }
                 if config.zero_copy {
                     XdpError::ZeroCopyUnsupported {
                         iface: config.iface.clone(),
@@ -334,6 +337,21 @@ impl Device for XdpDevice {
         let ms = timeout.as_millis().clamp(0, i32::MAX as u128) as i32;
         self.rx.poll(ms).map(drop)
     }
+}
+
+/// The OS error code somewhere in an error's chain.
+fn os_error(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(code) = err
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+        {
+            return Some(code);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// An error and its sources, on one line.

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Lab test for the foundation: the stack answers ARP and ping in owned-IP
+# mode, leaves them to the kernel in shared-IP mode, steers only its TCP
+# ports, detaches on SIGTERM and after a crash, replaces a stale program,
+# and refuses bad set-ups with one clear line.
+source "$(dirname "$0")/lib.sh"
+
+echo "== foundation: owned-IP mode"
+"$LAB" up --queues 2 >/dev/null
+MAC=$(srv_mac)
+LOG="$ARTIFACTS/foundation-owned.log"
+if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --queues 2; then pass "server starts"; else fail "server starts" "$(cat "$LOG")"; fi
+check "XDP attached to bpx0" xdp_attached
+check "start-up line names the attach mode" grep -q "XDP native (driver)" "$LOG"
+check "ping -c 50 -i 0.01: 0% loss" bash -c "'$LAB' exec cli ping -c 50 -i 0.01 -W 1 10.99.0.1 | grep -q ' 0% packet loss'"
+check "ping with 1472-byte payload (full MTU)" bash -c "'$LAB' exec cli ping -c 5 -i 0.01 -W 1 -s 1472 -M do 10.99.0.1 | grep -q ' 0% packet loss'"
+arp_out=$(cli arping -c 3 -w 5 -I bpx1 10.99.0.1 2>&1)
+if [ "$(grep -c "from $MAC (10.99.0.1)" <<<"$arp_out")" = 3 ]; then pass "arping -c 3 answered by bpx0's MAC $MAC"; else fail "arping answered by $MAC" "$arp_out"; fi
+check "client's neighbour entry for 10.99.0.1 is bpx0's MAC" bash -c "'$LAB' exec cli ip neigh show 10.99.0.1 | grep -q '$MAC'"
+check "kernel address 10.99.0.3 still answers ping" bash -c "'$LAB' exec cli ping -c 3 -i 0.01 -W 1 10.99.0.3 | grep -q ' 0% packet loss'"
+# Fragments are steered to the stack, counted and dropped (no reassembly yet).
+cli ping -c 2 -i 0.01 -W 1 -s 3000 10.99.0.1 >/dev/null 2>&1
+stop_server
+check "SIGTERM: exit code 0" test "$SERVER_RC" = 0
+check "SIGTERM: XDP detached" no_xdp
+check "exit log says XDP detached" grep -q "XDP detached from bpx0" "$LOG"
+echo_in=$(counter "$LOG" icmp_echo_in)
+check "counters: >= 55 echo requests answered (got ${echo_in:-none})" test "${echo_in:-0}" -ge 55
+check "counters: echo replies = requests" test "$(counter "$LOG" icmp_echo_out)" = "$echo_in"
+check "counters: fragments counted as drops" grep -q "ipv4_fragment=" "$LOG"
+check "counters: XDP steered frames on both queues' totals" test "$(xdp_total "$LOG" steered)" -ge 60
+check "counters: kernel's traffic passed by XDP" test "$(xdp_total "$LOG" passed)" -ge 3
+
+echo "== foundation: shared-IP mode (the kernel holds 10.99.0.1)"
+srv ip addr add 10.99.0.1/24 dev bpx0
+LOG="$ARTIFACTS/foundation-shared.log"
+if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --queues 2 --shared-ip --port 80; then pass "server starts (shared-IP)"; else fail "server starts (shared-IP)" "$(cat "$LOG")"; fi
+check "XDP attached to bpx0" xdp_attached
+check "ping -c 50 -i 0.01 answered (by the kernel): 0% loss" bash -c "'$LAB' exec cli ping -c 50 -i 0.01 -W 1 10.99.0.1 | grep -q ' 0% packet loss'"
+arp_out=$(cli arping -c 3 -w 5 -I bpx1 10.99.0.1 2>&1)
+if [ "$(grep -c "from $MAC (10.99.0.1)" <<<"$arp_out")" = 3 ]; then pass "arping -c 3 answered with bpx0's MAC"; else fail "arping answered with $MAC" "$arp_out"; fi
+check "kernel address 10.99.0.3 still answers ping" bash -c "'$LAB' exec cli ping -c 3 -i 0.01 -W 1 10.99.0.3 | grep -q ' 0% packet loss'"
+# Port 80 is steered to the stack (which has no TCP yet: counted, no RST
+# from the kernel); port 81 is the kernel's (no listener: RST, refused).
+cli timeout 2 bash -c 'exec 3<>/dev/tcp/10.99.0.1/80' >/dev/null 2>&1
+rc80=$?
+cli timeout 2 bash -c 'exec 3<>/dev/tcp/10.99.0.1/81' >/dev/null 2>&1
+rc81=$?
+check "TCP to steered port 80 gets no kernel RST (timeout, rc=$rc80)" test "$rc80" = 124
+check "TCP to unsteered port 81 refused by the kernel (rc=$rc81)" test "$rc81" = 1
+stop_server
+check "SIGTERM: exit code 0" test "$SERVER_RC" = 0
+check "SIGTERM: XDP detached" no_xdp
+check "counters: the stack answered no ping itself" test "$(counter "$LOG" icmp_echo_in)" = 0
+check "counters: the steered SYNs reached the stack" bash -c "grep -q 'tcp_unhandled=' '$LOG'"
+check "counters: XDP passed the kernel's ping and ARP" test "$(xdp_total "$LOG" passed)" -ge 50
+srv ip addr del 10.99.0.1/24 dev bpx0
+
+echo "== foundation: crash and stale programs"
+LOG="$ARTIFACTS/foundation-crash.log"
+start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --queues 1
+kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=
+for _ in $(seq 1 40); do no_xdp && break; sleep 0.05; done
+check "SIGKILL: the kernel released the XDP link" no_xdp
+if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --queues 2; then pass "restart after a crash"; else fail "restart after a crash" "$(cat "$LOG")"; fi
+check "restarted server answers ping" bash -c "'$LAB' exec cli ping -c 3 -i 0.01 -W 1 10.99.0.1 | grep -q ' 0% packet loss'"
+LOG2="$ARTIFACTS/foundation-second.log"
+srv "$BYPASS" serve --iface bpx0 --ip 10.99.0.1 --queues 2 >"$LOG2" 2>&1
+rc=$?
+check "a second server on the same interface fails (rc=$rc)" test "$rc" = 1
+check "  ... with one clear line" grep -q "bypass: error: .*bpx0.*" "$LOG2"
+stop_server
+# A program left attached through netlink (as `ip link set xdp` or an older
+# kernel leaves it) is replaced.
+PASS_C=$(mktemp --suffix .c)
+PASS_O="${PASS_C%.c}.o"
+printf '%s\n' '#include <linux/bpf.h>' '__attribute__((section("xdp"), used)) int pass(struct xdp_md *c) { return XDP_PASS; }' \
+  'char LICENSE[] __attribute__((section("license"), used)) = "GPL";' >"$PASS_C"
+clang -O2 -target bpf -I/usr/include/x86_64-linux-gnu -c "$PASS_C" -o "$PASS_O"
+srv ip link set dev bpx0 xdpgeneric obj "$PASS_O" sec xdp
+check "a stale netlink program is attached" xdp_attached
+LOG="$ARTIFACTS/foundation-stale.log"
+if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --queues 2; then pass "server replaces the stale program"; else fail "server replaces the stale program" "$(cat "$LOG")"; fi
+check "  ... and its own program is the one attached" bash -c "'$LAB' exec srv ip link show bpx0 | grep -q 'name steer'"
+check "  ... and answers ping" bash -c "'$LAB' exec cli ping -c 3 -i 0.01 -W 1 10.99.0.1 | grep -q ' 0% packet loss'"
+stop_server
+check "  ... and leaves nothing attached on exit" no_xdp
+rm -f "$PASS_C" "$PASS_O"
+
+echo "== foundation: clear errors"
+# expect_error NAME PATTERN ARGS...: bypass exits 1 with one line matching PATTERN.
+expect_error() {
+  local name=$1 pattern=$2
+  shift 2
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [ "$rc" = 1 ] && grep -q "^bypass: error: .*$pattern" <<<"$out" && ! grep -qi "panicked" <<<"$out"; then
+    pass "$name"
+  else
+    fail "$name (rc=$rc)" "$out"
+  fi
+  no_xdp || fail "$name: left XDP attached"
+}
+expect_error "missing interface" "no network interface named \"nope0\"" srv "$BYPASS" serve --iface nope0 --ip 10.99.0.1
+expect_error "more queues than the interface has" "bpx0 has 2 receive queue(s), 3 requested" srv "$BYPASS" serve --iface bpx0 --ip 10.99.0.1 --queues 3
+expect_error "not root" "needs root" srv setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all "$BYPASS" serve --iface bpx0 --ip 10.99.0.1
+expect_error "zero-copy on veth" "does not support AF_XDP zero-copy" srv "$BYPASS" serve --iface bpx0 --ip 10.99.0.1 --zero-copy
+expect_error "UMEM allocation failure" "cannot allocate a UMEM" srv "$BYPASS" serve --iface bpx0 --ip 10.99.0.1 --umem-frames 1073741824
+expect_error "CPU that does not exist" "CPU 999 does not exist" srv "$BYPASS" serve --iface bpx0 --ip 10.99.0.1 --queues 1 --cores 999
+out=$("$BYPASS" serve --iface bpx0 --ip 10.99.0.1/40 2>&1); rc=$?
+check "bad prefix is a usage error (rc=$rc)" test "$rc" = 2
+check "--help reads well" bash -c "'$BYPASS' serve --help | grep -q -- '--shared-ip'"
+
+"$LAB" down >/dev/null
+check "lab down leaves no namespace" bash -c "! ip netns list | grep -q '^bpx-'"
+check "lab down leaves no veth" bash -c "! ip link show bpx0 2>/dev/null && ! ip link show bpx1 2>/dev/null"
+finish foundation

@@ -1,0 +1,92 @@
+# Shared helpers for the lab tests (sourced). Each test file sources this,
+# calls `check` for assertions, and ends with `finish`.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LAB="$ROOT/scripts/lab"
+BYPASS="${BYPASS:-$ROOT/target/release/bypass}"
+ARTIFACTS="${ARTIFACTS:-$ROOT/artifacts}"
+mkdir -p "$ARTIFACTS"
+PASSED=0
+FAILED=0
+SERVER_PID=
+
+if [ "$(id -u)" != 0 ]; then
+  echo "lab tests: SKIPPED: they need root (network namespaces, XDP, AF_XDP); CI runs them as root"
+  exit 0
+fi
+[ -x "$BYPASS" ] || { echo "lab tests: $BYPASS missing: build with cargo build --release -p bypass-http" >&2; exit 1; }
+
+pass() { PASSED=$((PASSED + 1)); echo "  ok   $1"; }
+fail() { FAILED=$((FAILED + 1)); echo "  FAIL $1"; [ $# -gt 1 ] && printf '%s\n' "$2" | sed 's/^/       /' | tail -n 20; }
+
+# check NAME CMD...: passes when CMD exits 0.
+check() {
+  local name=$1
+  shift
+  local out
+  if out=$("$@" 2>&1); then pass "$name"; else fail "$name" "$out"; fi
+}
+
+srv() { "$LAB" exec srv "$@"; }
+cli() { "$LAB" exec cli "$@"; }
+
+# start_server LOG ARGS...: starts `bypass serve ARGS` in bpx-srv and waits
+# until it is serving (or has exited).
+start_server() {
+  local log=$1
+  shift
+  # Not through the `srv` function: a backgrounded function is a subshell,
+  # and the signal must reach bypass itself (lab exec and ip netns exec both
+  # exec, so $! ends up being bypass).
+  "$LAB" exec srv "$BYPASS" serve "$@" >"$log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 200); do
+    grep -q "serving" "$log" && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+# stop_server: SIGTERM, and the exit code into SERVER_RC.
+stop_server() {
+  SERVER_RC=
+  [ -n "$SERVER_PID" ] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null
+  for _ in $(seq 1 100); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -KILL "$SERVER_PID" 2>/dev/null
+    SERVER_RC=killed
+  fi
+  wait "$SERVER_PID" 2>/dev/null
+  local rc=$?
+  [ -n "$SERVER_RC" ] || SERVER_RC=$rc
+  SERVER_PID=
+}
+
+xdp_attached() { srv ip link show bpx0 | grep -q 'prog/xdp'; }
+no_xdp() { ! xdp_attached; }
+srv_mac() { srv cat /sys/class/net/bpx0/address; }
+
+# counter LOG NAME: the value of NAME= on the "total:" line of a server log.
+counter() { grep 'bypass: total:' "$1" | grep -o " $2=[0-9]*" | cut -d= -f2; }
+# xdp_total LOG steered|passed: summed over queues.
+xdp_total() { grep -o "xdp queue [0-9]*: steered=[0-9]* passed=[0-9]*" "$1" | grep -o "$2=[0-9]*" | cut -d= -f2 | awk '{s+=$1} END {print s+0}'; }
+
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID" 2>/dev/null
+  "$LAB" down >/dev/null 2>&1
+}
+trap cleanup EXIT
+
+finish() {
+  local name=$1
+  cleanup
+  trap - EXIT
+  echo "$name: $PASSED passed, $FAILED failed"
+  [ "$FAILED" = 0 ]
+}
