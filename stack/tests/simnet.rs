@@ -105,7 +105,7 @@ fn ping_run(faults: Faults, seed: u64, count: u16) -> PingRun {
         }
         let next_event = link.next_delivery();
         if next_ping < count {
-            now = now + Duration::from_micros(100);
+            now += Duration::from_micros(100);
         } else if let Some(t) = next_event {
             now = now.max(t);
         } else {
