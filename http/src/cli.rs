@@ -43,8 +43,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub gateway: Option<Ipv4Addr>,
 
-    /// Receive queues to serve, one pinned thread each [default: all the
-    /// interface's queues, at most one per CPU].
+    /// Receive queues to serve, one pinned thread each. Every queue of the
+    /// interface must be served (RSS spreads flows over all of them): shrink
+    /// them with `ethtool -L IF combined N` to serve fewer [default: all].
     #[arg(long, value_name = "N")]
     pub queues: Option<u32>,
 

@@ -10,6 +10,7 @@ use std::{
 use anyhow::Context;
 use bypass_stack::{
     counters::Counters,
+    driver::DeviceCounters,
     launch::{LaunchConfig, Running},
     runtime::PollMode,
 };
@@ -39,8 +40,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
 
     // Signals first, so a SIGTERM during start-up still stops us cleanly.
+    // The first SIGINT/SIGTERM stops gracefully; a second one exits at once
+    // (the kernel then releases the XDP program and the sockets).
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone())
+            .context("installing signal handlers")?;
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
 
@@ -65,15 +70,19 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let report = running.stop();
 
     let mut total = Counters::default();
+    let mut device = DeviceCounters::default();
     for core in &report.cores {
         let cpu = core.core.map_or_else(|| "-".into(), |c| c.to_string());
         eprintln!(
             "bypass: queue {} cpu {}: {}",
             core.queue, cpu, core.counters
         );
+        eprintln!("bypass: queue {} device: {}", core.queue, core.device);
         total.accumulate(&core.counters);
+        device.accumulate(&core.device);
     }
     eprintln!("bypass: total: {total}");
+    eprintln!("bypass: total device: {device}");
     for (queue, c) in report.xdp.iter().enumerate() {
         eprintln!(
             "bypass: xdp queue {queue}: steered={} passed={}",

@@ -81,14 +81,20 @@ pub enum ArpTimerAction {
 pub struct ArpCache {
     config: ArpConfig,
     entries: HashMap<Ipv4Addr, Entry>,
+    /// Pending entries, so `poll_at` costs nothing when none are.
+    pending: usize,
 }
 
 impl ArpCache {
     pub fn new(config: ArpConfig) -> Self {
         let capacity = config.capacity.max(1);
         ArpCache {
-            entries: HashMap::with_capacity(capacity),
+            // Twice the entries we keep: with at most half the table in use,
+            // tombstones left by removals are cleared by rehashing in place,
+            // so the table never reallocates.
+            entries: HashMap::with_capacity(capacity * 2),
             config: ArpConfig { capacity, ..config },
+            pending: 0,
         }
     }
 
@@ -114,6 +120,9 @@ impl ArpCache {
         let expires_at = now + self.config.reachable_time;
         match self.entries.get_mut(&ip) {
             Some(e) => {
+                if matches!(e, Entry::Pending { .. }) {
+                    self.pending -= 1;
+                }
                 *e = Entry::Reachable { mac, expires_at };
                 true
             }
@@ -149,6 +158,7 @@ impl ArpCache {
                         next_request_at: now + self.config.retry_interval,
                     },
                 );
+                self.pending += 1;
                 (Resolution::Pending, true)
             }
         }
@@ -157,6 +167,9 @@ impl ArpCache {
     /// The next time [`ArpCache::poll`] has work: a retry or a failure.
     /// Expired reachable entries need no timer (they fail `lookup`).
     pub fn poll_at(&self) -> Option<Instant> {
+        if self.pending == 0 {
+            return None;
+        }
         self.entries
             .values()
             .filter_map(|e| match *e {
@@ -170,8 +183,12 @@ impl ArpCache {
 
     /// Runs due retries and failures, calling `act` for each.
     pub fn poll(&mut self, now: Instant, mut act: impl FnMut(ArpTimerAction)) {
+        if self.pending == 0 {
+            return;
+        }
         let max = self.config.max_requests;
         let interval = self.config.retry_interval;
+        let pending = &mut self.pending;
         self.entries.retain(|&ip, entry| match entry {
             Entry::Pending {
                 requests_sent,
@@ -179,6 +196,7 @@ impl ArpCache {
             } if *next_request_at <= now => {
                 if *requests_sent >= max {
                     act(ArpTimerAction::Failed(ip));
+                    *pending -= 1;
                     false
                 } else {
                     *requests_sent += 1;
@@ -208,7 +226,9 @@ impl ArpCache {
             .map(|(_, ip)| ip)
             .or_else(|| self.entries.keys().next().copied());
         if let Some(ip) = victim {
-            self.entries.remove(&ip);
+            if let Some(Entry::Pending { .. }) = self.entries.remove(&ip) {
+                self.pending -= 1;
+            }
         }
     }
 }

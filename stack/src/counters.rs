@@ -29,6 +29,7 @@ drop_reasons! {
     ArpMalformed => "arp_malformed",
     ArpUnsupported => "arp_unsupported",
     ArpNotForUs => "arp_not_for_us",
+    ArpConflict => "arp_address_conflict",
     Ipv4Truncated => "ipv4_truncated",
     Ipv4Malformed => "ipv4_malformed",
     Ipv4Checksum => "ipv4_bad_checksum",

@@ -38,7 +38,12 @@ pub struct Interface {
     config: InterfaceConfig,
     arp: ArpCache,
     counters: Counters,
+    /// When we last defended our address against a conflicting claim.
+    last_defense: Option<Instant>,
 }
+
+/// RFC 5227 §2.4 (b): at most one defensive announcement per this interval.
+const DEFEND_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Interface {
     pub fn new(config: InterfaceConfig) -> Self {
@@ -46,6 +51,7 @@ impl Interface {
             arp: ArpCache::new(config.arp.clone()),
             config,
             counters: Counters::default(),
+            last_defense: None,
         }
     }
 
@@ -100,9 +106,23 @@ impl Interface {
         let local = self.config.ipv4.addr;
         let sender_ip = repr.source_protocol_addr;
         let sender_mac = repr.source_hardware_addr;
+        if sender_ip == local && sender_mac != self.config.mac {
+            // Another host claims our address (RFC 5227 §2.4): count it and,
+            // owning the address, defend it with an announcement, at most
+            // one per DEFEND_INTERVAL so two defenders cannot storm.
+            self.counters.drop(DropReason::ArpConflict);
+            let due = self
+                .last_defense
+                .is_none_or(|t| now.saturating_duration_since(t) >= DEFEND_INTERVAL);
+            if self.config.owns_ip && due {
+                self.last_defense = Some(now);
+                self.send_arp_request(tx, local);
+            }
+            return;
+        }
         if sender_ip == local || !sender_mac.is_unicast() {
-            // Our own announcement looped back, an address conflict, or a
-            // bogus sender: nothing to learn or answer.
+            // Our own announcement looped back, or a bogus sender: nothing
+            // to learn or answer.
             return self.counters.drop(DropReason::ArpNotForUs);
         }
         // A probe (RFC 5227 §2.1.1) has sender 0.0.0.0: answer, don't learn.
@@ -351,15 +371,38 @@ mod tests {
     }
 
     #[test]
-    fn arp_conflicts_and_our_own_announcement_are_not_learned() {
+    fn address_conflicts_are_counted_and_defended_at_most_every_ten_seconds() {
         let mut i = iface(true);
         let impostor = Host {
             mac: PEER.mac,
             ip: STACK.ip,
         };
-        assert!(feed(&mut i, &testkit::arp_request(impostor, STACK.ip)).is_empty());
+        let claim = testkit::arp_request(impostor, STACK.ip);
+        let mut cap = Capture::new();
+        for ms in [0, 5_000, 10_000] {
+            i.receive_frame(&claim, Instant::from_millis(ms), &mut cap);
+        }
+        assert_eq!(i.counters().drops(DropReason::ArpConflict), 3);
+        assert_eq!(
+            cap.frames().len(),
+            2,
+            "defended at 0 s and 10 s, not at 5 s"
+        );
+        let (dst, defense) = testkit::parse_arp(&cap.frames()[0]).unwrap();
+        assert!(dst.is_broadcast());
+        assert_eq!(
+            (defense.source_hardware_addr, defense.source_protocol_addr),
+            (STACK.mac, STACK.ip)
+        );
         assert!(i.arp_cache().is_empty());
+        // Our own announcement coming back is not a conflict.
+        let ours = testkit::arp_request(STACK, STACK.ip);
+        assert!(feed(&mut i, &ours).is_empty());
         assert_eq!(i.counters().drops(DropReason::ArpNotForUs), 1);
+        // In shared-IP mode the kernel defends; we only count.
+        let mut shared = iface(false);
+        assert!(feed(&mut shared, &claim).is_empty());
+        assert_eq!(shared.counters().drops(DropReason::ArpConflict), 1);
     }
 
     #[test]

@@ -63,9 +63,23 @@ pub fn accept(bytes: &[u8], local: Ipv4Addr) -> Result<(Ipv4Repr, &[u8]), DropRe
         WireError::Malformed => DropReason::Ipv4BadSource,
         WireError::Truncated => DropReason::Ipv4Truncated,
     })?;
+    if !acceptable_source(repr.src_addr, local) {
+        return Err(DropReason::Ipv4BadSource);
+    }
     let header_len = packet.header_len() as usize;
     let total_len = packet.total_len() as usize;
     Ok((repr, &bytes[header_len..total_len]))
+}
+
+/// RFC 1122 §3.2.1.3: a host silently discards a datagram whose source is
+/// not a valid host address. Broadcast and multicast sources are refused by
+/// the wire parser; here: "this network" 0/8, loopback 127/8, our own
+/// address, and class E. (A directed broadcast of a prefix we do not know
+/// cannot be told from a host address, so answers go only to the frame's
+/// unicast source MAC anyway.)
+fn acceptable_source(src: Ipv4Addr, local: Ipv4Addr) -> bool {
+    let first = src.octets()[0];
+    !(first == 0 || first == 127 || first >= 240 || src == local)
 }
 
 /// The header of a datagram we originate.
@@ -162,5 +176,21 @@ mod tests {
             p.fill_checksum();
         }
         assert_eq!(accept(&frag, local).unwrap_err(), DropReason::Ipv4Fragment);
+        for bad_src in [
+            Ipv4Addr::new(0, 1, 2, 3),
+            Ipv4Addr::new(127, 0, 0, 1),
+            Ipv4Addr::new(240, 0, 0, 1),
+            local,
+        ] {
+            let mut v = datagram(local, b"x");
+            let mut p = Ipv4Packet::new_unchecked(&mut v[..]);
+            p.set_src_addr(bad_src);
+            p.fill_checksum();
+            assert_eq!(
+                accept(&v, local).unwrap_err(),
+                DropReason::Ipv4BadSource,
+                "{bad_src}"
+            );
+        }
     }
 }

@@ -74,6 +74,18 @@ pub enum LaunchError {
     },
     #[error("--queues must be at least 1")]
     NoQueues,
+    #[error("{iface} has {available} receive queues but only {serving} would be served, and the NIC spreads traffic over all of them: serve all (--queues {available}, one CPU each), or shrink the NIC's queues with `ethtool -L {iface} combined {serving}`")]
+    UnservedQueues {
+        iface: String,
+        available: u32,
+        serving: u32,
+    },
+    #[error("{iface} has {available} receive queues; bypass serves at most {max}: reduce them with `ethtool -L {iface} combined {max}`")]
+    QueueLimit {
+        iface: String,
+        available: u32,
+        max: u32,
+    },
     #[error("{queues} queue(s) need {queues} CPU(s), but the CPU list has {cpus}")]
     TooFewCpus { queues: u32, cpus: usize },
     #[error("{iface} has MTU {mtu}, which does not fit a {frame_size}-byte UMEM frame; use --frame-size 4096 or lower the MTU")]
@@ -129,6 +141,17 @@ impl Running {
             .into_iter()
             .map(|c| c.id)
             .collect();
+        // Every receive queue must be served: the NIC's RSS hash puts flows
+        // on all of them, and a queue without a socket is a black hole in
+        // owned-IP mode (the XDP program passes its frames to a kernel that
+        // does not have the address).
+        if info.rx_queues > bypass_xdp::MAX_QUEUES {
+            return Err(LaunchError::QueueLimit {
+                iface: info.name,
+                available: info.rx_queues,
+                max: bypass_xdp::MAX_QUEUES,
+            });
+        }
         let queues = match config.queues {
             Some(0) => return Err(LaunchError::NoQueues),
             Some(q) if q > info.rx_queues => {
@@ -139,11 +162,15 @@ impl Running {
                 })
             }
             Some(q) => q,
-            None => {
-                let cpus = config.cpus.as_ref().map_or(usable.len(), Vec::len).max(1);
-                info.rx_queues.min(cpus as u32)
-            }
+            None => info.rx_queues,
         };
+        if queues < info.rx_queues {
+            return Err(LaunchError::UnservedQueues {
+                iface: info.name,
+                available: info.rx_queues,
+                serving: queues,
+            });
+        }
         let cpus: Vec<Option<usize>> = match &config.cpus {
             Some(list) if list.len() < queues as usize => {
                 return Err(LaunchError::TooFewCpus {
@@ -191,27 +218,20 @@ impl Running {
             frame_size: config.frame_size,
             zero_copy: config.zero_copy,
         };
-        let (runtime, fds) = Runtime::spawn(&specs, &engine, config.poll, move |queue| {
+        let (mut runtime, fds) = Runtime::spawn(&specs, &engine, config.poll, move |queue| {
             XdpDevice::new(&XdpConfig {
                 queue,
                 ..xdp.clone()
             })
             .map_err(|e| e.to_string())
         })?;
-        let attached = (|| {
-            for &(queue, fd) in &fds {
-                steering.register_socket(queue, &fd)?;
-            }
-            steering.attach(&info.name, config.generic_xdp)
-        })();
-        let attach_mode = match attached {
-            Ok(mode) => mode,
-            Err(e) => {
-                runtime.stop();
-                runtime.join();
-                return Err(e.into());
-            }
-        };
+        // On an error below, dropping `runtime` stops and joins the cores
+        // (still waiting for `go`), and dropping `steering` detaches.
+        for &(queue, fd) in &fds {
+            steering.register_socket(queue, &fd)?;
+        }
+        let attach_mode = steering.attach(&info.name, config.generic_xdp)?;
+        runtime.go();
         Ok(Running {
             runtime,
             steering,
@@ -238,9 +258,10 @@ impl Running {
         self.runtime.stopped()
     }
 
-    /// Stops every core, reads the counters and detaches XDP.
-    pub fn stop(self) -> Report {
-        self.runtime.stop();
+    /// Detaches XDP (new frames go to the kernel), stops every core, and
+    /// reads the counters.
+    pub fn stop(mut self) -> Report {
+        self.steering.detach();
         let mut cores = Vec::new();
         let mut errors = Vec::new();
         for result in self.runtime.join() {
@@ -253,8 +274,6 @@ impl Running {
             errors.push(format!("reading XDP counters: {e}"));
             Vec::new()
         });
-        // Dropping the steering program detaches it.
-        drop(self.steering);
         Report { cores, xdp, errors }
     }
 }

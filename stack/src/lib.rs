@@ -5,6 +5,8 @@
 //! a socket. [`driver`] moves frames (AF_XDP, or an in-memory link with seeded
 //! faults for tests) and [`runtime`] runs one pinned loop per receive queue.
 
+#![deny(unsafe_code)]
+
 pub mod arp;
 pub mod counters;
 pub mod driver;

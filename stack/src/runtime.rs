@@ -18,7 +18,7 @@ use std::{
 
 use crate::{
     counters::Counters,
-    driver::Device,
+    driver::{Device, DeviceCounters},
     iface::{Interface, InterfaceConfig},
     time::Clock,
 };
@@ -50,6 +50,7 @@ pub struct CoreReport {
     pub queue: u32,
     pub core: Option<usize>,
     pub counters: Counters,
+    pub device: DeviceCounters,
 }
 
 /// Runs one core's loop on the current thread until `stop` is set. One core
@@ -111,17 +112,25 @@ pub enum RuntimeError {
     Spawn(#[from] io::Error),
 }
 
-/// The running cores.
+/// The running cores. Dropping it stops and joins them.
 pub struct Runtime {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<io::Result<CoreReport>>>,
+    /// One per core: `true` starts its loop, `false` (or a drop) ends it.
+    go: Vec<mpsc::Sender<bool>>,
 }
+
+/// What a core thread reports once its device exists.
+type Ready = Result<(u32, RawFd), RuntimeError>;
 
 impl Runtime {
     /// Starts one pinned thread per spec. Each builds its device on its own
-    /// core (so the UMEM is first touched there) with `make_device`. Returns
-    /// once every device exists, with each queue's socket fd for the XDP
-    /// program's socket map; on any failure, stops the others and reports.
+    /// core (so the UMEM is first touched there) with `make_device`, reports
+    /// its socket fd, and then waits: no frame is sent or handled until
+    /// [`Runtime::go`]. Returns once every device exists, with each queue's
+    /// socket fd for the XDP program's socket map; the fds stay valid until
+    /// the runtime is stopped, since a waiting core keeps its device. On any
+    /// failure, stops the others and reports the first error.
     pub fn spawn<D, F>(
         specs: &[CoreSpec],
         iface: &InterfaceConfig,
@@ -140,18 +149,22 @@ impl Runtime {
                 }
             }
         }
-        let stop = Arc::new(AtomicBool::new(false));
         let make_device = Arc::new(make_device);
         let clock = Clock::new();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let mut threads = Vec::with_capacity(specs.len());
+        let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
+        let mut runtime = Runtime {
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::with_capacity(specs.len()),
+            go: Vec::with_capacity(specs.len()),
+        };
         for (i, &spec) in specs.iter().enumerate() {
             let announce = i == 0;
-            let stop = stop.clone();
+            let stop = runtime.stop.clone();
             let make_device = make_device.clone();
             let ready = ready_tx.clone();
             let config = iface.clone();
-            let handle = std::thread::Builder::new()
+            let (go_tx, go_rx) = mpsc::channel::<bool>();
+            let spawned = std::thread::Builder::new()
                 .name(format!("bypass-q{}", spec.queue))
                 .spawn(move || {
                     if let Some(cpu) = spec.cpu {
@@ -170,39 +183,53 @@ impl Runtime {
                     let _ = ready.send(Ok((spec.queue, device.as_raw_fd())));
                     drop(ready);
                     let mut engine = Interface::new(config);
-                    let result = run_core(&mut device, &mut engine, mode, &clock, &stop, announce);
-                    if let Err(e) = &result {
-                        tracing::error!(queue = spec.queue, error = %e, "core stopped on an I/O error");
-                        stop.store(true, Ordering::Relaxed);
+                    if go_rx.recv() == Ok(true) {
+                        let result = run_core(&mut device, &mut engine, mode, &clock, &stop, announce);
+                        if let Err(e) = &result {
+                            tracing::error!(queue = spec.queue, error = %e, "core stopped on an I/O error");
+                            stop.store(true, Ordering::Relaxed);
+                            return Err(e.kind().into());
+                        }
                     }
-                    result.map(|()| CoreReport {
+                    Ok(CoreReport {
                         queue: spec.queue,
                         core: spec.cpu,
                         counters: engine.counters().clone(),
+                        device: device.counters(),
                     })
-                })?;
-            threads.push(handle);
+                });
+            match spawned {
+                Ok(handle) => {
+                    runtime.threads.push(handle);
+                    runtime.go.push(go_tx);
+                }
+                // `runtime` drops here: the cores already started stop.
+                Err(e) => return Err(RuntimeError::Spawn(e)),
+            }
         }
         drop(ready_tx);
-        let runtime = Runtime { stop, threads };
         let mut fds = Vec::with_capacity(specs.len());
-        let mut first_error = None;
         for _ in specs {
             match ready_rx.recv() {
                 Ok(Ok(fd)) => fds.push(fd),
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(e);
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(RuntimeError::Spawn(io::Error::other(
+                        "a core thread ended during start-up",
+                    )))
                 }
-                Err(_) => break,
             }
-        }
-        if let Some(e) = first_error {
-            runtime.stop();
-            let _ = runtime.join();
-            return Err(e);
         }
         fds.sort_unstable();
         Ok((runtime, fds))
+    }
+
+    /// Lets every core start its loop (after the caller has registered the
+    /// sockets and attached XDP).
+    pub fn go(&mut self) {
+        for go in self.go.drain(..) {
+            let _ = go.send(true);
+        }
     }
 
     /// Asks every core to stop; they finish their current pass.
@@ -215,14 +242,27 @@ impl Runtime {
         self.stop.load(Ordering::Relaxed) || self.threads.iter().any(|t| t.is_finished())
     }
 
-    /// Waits for every core and returns their reports.
-    pub fn join(self) -> Vec<io::Result<CoreReport>> {
+    /// Stops every core, waits for them, and returns their reports.
+    pub fn join(mut self) -> Vec<io::Result<CoreReport>> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Vec<io::Result<CoreReport>> {
+        self.stop();
+        // Cores still waiting for `go` end when their sender drops.
+        self.go.clear();
         self.threads
-            .into_iter()
+            .drain(..)
             .map(|t| {
                 t.join()
                     .unwrap_or_else(|_| Err(io::Error::other("core thread panicked")))
             })
             .collect()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_and_join();
     }
 }

@@ -8,6 +8,9 @@
 //! clears it. The kernel refuses (EBUSY) to detach a live bpf_link this way,
 //! which is what we want: we never take over another live process's program.
 
+// libbpf FFI below, each call with a SAFETY note.
+#![allow(unsafe_code)]
+
 use std::{fs, io};
 
 /// The interface's index, read from sysfs; None when it does not exist.
@@ -20,6 +23,25 @@ pub(crate) fn ifindex(iface: &str) -> Option<u32> {
         .trim()
         .parse()
         .ok()
+}
+
+/// Ids of the XDP programs attached to `ifindex`, in any mode.
+pub(crate) fn attached_program_ids(ifindex: u32) -> Vec<u32> {
+    let modes = [
+        libbpf_sys::XDP_FLAGS_SKB_MODE,
+        libbpf_sys::XDP_FLAGS_DRV_MODE,
+        libbpf_sys::XDP_FLAGS_HW_MODE,
+    ];
+    let mut ids = Vec::new();
+    for flags in modes {
+        let mut id: u32 = 0;
+        // SAFETY: `id` is a valid, writable u32 for the duration of the call.
+        let rc = unsafe { libbpf_sys::bpf_xdp_query_id(ifindex as i32, flags as i32, &mut id) };
+        if rc == 0 && id != 0 && !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
 }
 
 /// Detaches netlink-attached XDP programs in every mode from `ifindex`.

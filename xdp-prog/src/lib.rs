@@ -12,6 +12,8 @@
 //! place. Dropping [`Steering`] detaches the program (aya holds the attachment
 //! as a bpf_link; the kernel also releases it if the process dies).
 
+#![deny(unsafe_code)]
+
 mod legacy;
 
 use std::{io, net::Ipv4Addr, os::fd::AsRawFd};
@@ -19,13 +21,16 @@ use std::{io, net::Ipv4Addr, os::fd::AsRawFd};
 use aya::{
     include_bytes_aligned,
     maps::{Array, MapData, PerCpuArray, XskMap},
-    programs::{ProgramError, Xdp, XdpMode},
+    programs::{xdp::XdpLinkId, ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 
 /// The program object, compiled by build.rs.
 static STEER_OBJ: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/steer.o"));
 
+/// The program's name in the kernel, which tells our stale programs from
+/// other people's.
+pub const PROGRAM_NAME: &str = "steer";
 /// Mirrors `MAX_QUEUES` in steer.c: receive queues that can have a socket.
 pub const MAX_QUEUES: u32 = 64;
 /// Mirrors `MAX_ADDRS` in steer.c: addresses the stack can own.
@@ -86,29 +91,43 @@ pub struct QueueCounters {
 #[derive(Debug, thiserror::Error)]
 pub enum SteerError {
     #[error("loading the XDP program into the kernel failed: {0} (needs root or CAP_BPF + CAP_NET_ADMIN)")]
-    Load(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Load(String),
     #[error("configuring the XDP program's maps failed: {0}")]
-    Map(#[from] aya::maps::MapError),
+    Map(String),
     #[error("the stack can own at most {MAX_ADDRS} addresses, {0} given")]
     TooManyAddrs(usize),
     #[error("queue {0} is beyond the {MAX_QUEUES} queues the XDP program supports")]
     QueueOutOfRange(u32),
     #[error("no network interface named {0:?}")]
     NoSuchInterface(String),
-    #[error("attaching XDP to {iface} refused: {source}")]
-    Attach {
-        iface: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("attaching XDP to {iface} refused: {reason}")]
+    Attach { iface: String, reason: io::Error },
     #[error("{iface} already has an XDP program held by a running process (another bypass?); stop it first")]
     Busy { iface: String },
+    #[error("{iface} already has another XDP program attached (id {id}, {name:?}); detach it with `ip link set dev {iface} xdp off` if nothing needs it")]
+    Foreign {
+        iface: String,
+        id: u32,
+        name: String,
+    },
+}
+
+impl From<aya::maps::MapError> for SteerError {
+    fn from(e: aya::maps::MapError) -> Self {
+        SteerError::Map(e.to_string())
+    }
 }
 
 /// The loaded steering program; detached when dropped.
 pub struct Steering {
     ebpf: Ebpf,
-    attached: Option<(String, AttachMode)>,
+    attached: Option<Attached>,
+}
+
+struct Attached {
+    iface: String,
+    mode: AttachMode,
+    link: XdpLinkId,
 }
 
 impl Steering {
@@ -120,9 +139,11 @@ impl Steering {
         }
         let mut ebpf = EbpfLoader::new()
             .load(STEER_OBJ)
-            .map_err(|e| SteerError::Load(Box::new(e)))?;
+            .map_err(|e| SteerError::Load(error_chain(&e)))?;
         let program: &mut Xdp = program(&mut ebpf);
-        program.load().map_err(|e| SteerError::Load(Box::new(e)))?;
+        program
+            .load()
+            .map_err(|e| SteerError::Load(error_chain(&e)))?;
 
         let mut words: ConfigWords = [0; 2 + MAX_ADDRS];
         words[0] = if config.mode == IpMode::Owned {
@@ -163,9 +184,10 @@ impl Steering {
     }
 
     /// Attaches to `iface`: native mode first, generic when the driver
-    /// refuses native (or only generic when `force_generic`). A program left
-    /// on the interface by an earlier run through netlink is replaced; a
-    /// bpf_link held by a live process is not, and is reported.
+    /// refuses native (or only generic when `force_generic`). A stale copy
+    /// of this program left on the interface through netlink is replaced;
+    /// anything else attached (another tool's program, or a bpf_link held by
+    /// a live process) is reported, never removed.
     pub fn attach(&mut self, iface: &str, force_generic: bool) -> Result<AttachMode, SteerError> {
         let ifindex =
             legacy::ifindex(iface).ok_or_else(|| SteerError::NoSuchInterface(iface.into()))?;
@@ -174,68 +196,102 @@ impl Steering {
         } else {
             &[AttachMode::Driver, AttachMode::Generic]
         };
+        let mut replaced = false;
         let mut last_err = None;
-        for &mode in modes {
+        let mut i = 0;
+        while let Some(&mode) = modes.get(i) {
             match self.try_attach(ifindex, mode) {
-                Ok(()) => {
-                    self.attached = Some((iface.to_string(), mode));
+                Ok(link) => {
+                    self.attached = Some(Attached {
+                        iface: iface.to_string(),
+                        mode,
+                        link,
+                    });
                     return Ok(mode);
                 }
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    // Something is attached already. Remove a stale netlink
-                    // attachment and try once more.
-                    tracing::warn!(iface, "replacing an XDP program left on the interface");
-                    legacy::detach_netlink(ifindex).map_err(|e| {
-                        if e.raw_os_error() == Some(libc::EBUSY) {
-                            SteerError::Busy {
-                                iface: iface.into(),
-                            }
-                        } else {
-                            SteerError::Attach {
-                                iface: iface.into(),
-                                source: e,
-                            }
-                        }
-                    })?;
-                    match self.try_attach(ifindex, mode) {
-                        Ok(()) => {
-                            self.attached = Some((iface.to_string(), mode));
-                            return Ok(mode);
-                        }
-                        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                            return Err(SteerError::Busy {
-                                iface: iface.into(),
-                            })
-                        }
-                        Err(e) => last_err = Some(e),
-                    }
+                // EBUSY: a program is attached in this mode; EEXIST: one is
+                // attached in the other mode (native and generic exclude
+                // each other). Replace it once if it is a stale copy of ours.
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EEXIST))
+                        && !replaced =>
+                {
+                    self.remove_stale(iface, ifindex)?;
+                    replaced = true;
+                    continue; // the same mode again
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)) => {
+                    return Err(SteerError::Busy {
+                        iface: iface.into(),
+                    })
                 }
                 Err(e) => {
                     tracing::debug!(iface, ?mode, error = %e, "XDP attach failed");
                     last_err = Some(e);
                 }
             }
+            i += 1;
         }
         Err(SteerError::Attach {
             iface: iface.into(),
-            source: last_err.unwrap_or_else(|| io::Error::other("no attach mode tried")),
+            reason: last_err.unwrap_or_else(|| io::Error::other("no attach mode tried")),
         })
     }
 
-    fn try_attach(&mut self, ifindex: u32, mode: AttachMode) -> io::Result<()> {
+    /// Detaches a netlink-attached copy of this program; refuses anything
+    /// else.
+    fn remove_stale(&self, iface: &str, ifindex: u32) -> Result<(), SteerError> {
+        for id in legacy::attached_program_ids(ifindex) {
+            let name = program_name(id).unwrap_or_default();
+            if name != PROGRAM_NAME {
+                return Err(SteerError::Foreign {
+                    iface: iface.into(),
+                    id,
+                    name,
+                });
+            }
+        }
+        tracing::warn!(
+            iface,
+            "replacing a stale {PROGRAM_NAME} XDP program left by an earlier run"
+        );
+        legacy::detach_netlink(ifindex).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                SteerError::Busy {
+                    iface: iface.into(),
+                }
+            } else {
+                SteerError::Attach {
+                    iface: iface.into(),
+                    reason: e,
+                }
+            }
+        })
+    }
+
+    fn try_attach(&mut self, ifindex: u32, mode: AttachMode) -> io::Result<XdpLinkId> {
         let xdp_mode = match mode {
             AttachMode::Driver => XdpMode::Driver,
             AttachMode::Generic => XdpMode::Skb,
         };
         program(&mut self.ebpf)
             .attach_to_if_index(ifindex, xdp_mode)
-            .map(drop)
             .map_err(program_io_error)
+    }
+
+    /// Detaches the program from the interface (the maps stay readable).
+    /// Also done on drop.
+    pub fn detach(&mut self) {
+        if let Some(a) = self.attached.take() {
+            if let Err(e) = program(&mut self.ebpf).detach(a.link) {
+                tracing::warn!(iface = a.iface, error = %e, "detaching XDP");
+            }
+        }
     }
 
     /// The interface and mode the program is attached in, if attached.
     pub fn attached(&self) -> Option<(&str, AttachMode)> {
-        self.attached.as_ref().map(|(i, m)| (i.as_str(), *m))
+        self.attached.as_ref().map(|a| (a.iface.as_str(), a.mode))
     }
 
     /// Per-queue counters for queues `0..queues`, summed over CPUs.
@@ -261,6 +317,29 @@ fn program(ebpf: &mut Ebpf) -> &mut Xdp {
         .expect("steer program in steer.o")
         .try_into()
         .expect("steer is an XDP program")
+}
+
+/// The kernel's name for program `id`, if it is still loaded.
+fn program_name(id: u32) -> Option<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
+        .and_then(|p| p.name_as_str().map(str::to_string))
+}
+
+/// An error and its sources, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = inner.source();
+    }
+    s
 }
 
 fn program_io_error(e: ProgramError) -> io::Error {

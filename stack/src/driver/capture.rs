@@ -38,8 +38,10 @@ impl TxSink for Capture {
             self.buffers.push(Vec::with_capacity(2048));
         }
         let buf = &mut self.buffers[self.used];
+        // Filled with a pattern, not zeros, so a builder that forgets to
+        // write a byte shows up in tests.
         buf.clear();
-        buf.resize(len, 0);
+        buf.resize(len, 0xAA);
         fill(buf);
         self.used += 1;
         Ok(())

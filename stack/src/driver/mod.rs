@@ -10,9 +10,10 @@
 
 pub mod capture;
 pub mod memlink;
+#[allow(unsafe_code)] // ring and UMEM access; see the SAFETY notes
 pub mod xdp;
 
-use std::{io, time::Duration};
+use std::{fmt, io, time::Duration};
 
 /// Why a frame could not be queued for transmission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,4 +51,53 @@ pub trait Device {
 
     /// Sleeps until a frame may have arrived or `timeout` has passed.
     fn wait(&mut self, timeout: Duration) -> io::Result<()>;
+
+    /// What the device and, where it has them, the kernel counted.
+    fn counters(&self) -> DeviceCounters {
+        DeviceCounters::default()
+    }
+}
+
+/// Device-level counters: syscalls the driver made and frames the kernel
+/// dropped before the stack saw them (AF_XDP's XDP_STATISTICS).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceCounters {
+    /// Transmit kicks (sendto).
+    pub tx_kicks: u64,
+    /// FILL-ring wakeups (need_wakeup).
+    pub fill_wakeups: u64,
+    /// Dropped by the kernel for other reasons.
+    pub kernel_rx_dropped: u64,
+    /// Dropped by the kernel because our RX ring was full.
+    pub kernel_rx_ring_full: u64,
+    /// Times the kernel found the FILL ring empty.
+    pub kernel_fill_ring_empty: u64,
+    /// Invalid descriptors, receive and transmit (a driver bug if nonzero).
+    pub kernel_invalid_descs: u64,
+}
+
+impl DeviceCounters {
+    pub fn accumulate(&mut self, o: &DeviceCounters) {
+        self.tx_kicks += o.tx_kicks;
+        self.fill_wakeups += o.fill_wakeups;
+        self.kernel_rx_dropped += o.kernel_rx_dropped;
+        self.kernel_rx_ring_full += o.kernel_rx_ring_full;
+        self.kernel_fill_ring_empty += o.kernel_fill_ring_empty;
+        self.kernel_invalid_descs += o.kernel_invalid_descs;
+    }
+}
+
+impl fmt::Display for DeviceCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "tx_kicks={} fill_wakeups={} kernel_rx_dropped={} kernel_rx_ring_full={} kernel_fill_ring_empty={} kernel_invalid_descs={}",
+            self.tx_kicks,
+            self.fill_wakeups,
+            self.kernel_rx_dropped,
+            self.kernel_rx_ring_full,
+            self.kernel_fill_ring_empty,
+            self.kernel_invalid_descs
+        )
+    }
 }

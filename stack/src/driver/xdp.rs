@@ -7,6 +7,12 @@
 //! list through the COMPLETION ring. So a frame is always in exactly one
 //! place: kernel rings, this driver's lists, or a batch being handled.
 //!
+//! Every ring has as many slots as the UMEM has frames, twice what can ever
+//! be on it, because the kernel publishes its consumer positions lazily: a
+//! ring can look fuller than it is. Frames a ring does not take now wait in
+//! `refill` (receive) or `pending` (transmit) and are offered again on the
+//! next pass; nothing is dropped for want of a ring slot.
+//!
 //! This module holds all of the stack's `unsafe`: xsk-rs marks ring and UMEM
 //! access unsafe because the compiler cannot see that the kernel and we take
 //! turns on each frame; the ownership rule above is what makes it sound.
@@ -24,7 +30,7 @@ use xsk_rs::{
     CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem,
 };
 
-use super::{Device, TxError, TxSink};
+use super::{Device, DeviceCounters, TxError, TxSink};
 
 /// How to build one queue's socket.
 #[derive(Debug, Clone)]
@@ -75,17 +81,6 @@ pub enum XdpError {
     },
 }
 
-/// Counters the driver keeps itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct XdpDriverCounters {
-    /// Frames the TX ring had no room for (dropped).
-    pub tx_ring_full: u64,
-    /// Kicks (sendto) issued to start transmission.
-    pub tx_kicks: u64,
-    /// Fill-ring wakeups issued (need_wakeup).
-    pub fill_wakeups: u64,
-}
-
 /// One AF_XDP socket with its own UMEM.
 pub struct XdpDevice {
     umem: Umem,
@@ -95,14 +90,18 @@ pub struct XdpDevice {
     rx: RxQueue,
     /// Frames free for transmit.
     free: Vec<FrameDesc>,
-    /// Frames written and waiting for `flush`.
+    /// Frames written and not yet taken by the TX ring.
     pending: Vec<FrameDesc>,
+    /// Received frames not yet taken back by the FILL ring.
+    refill: Vec<FrameDesc>,
+    /// Frames on the TX ring or in flight: produced, not yet completed.
+    outstanding: usize,
     /// Scratch for a received batch.
     rx_batch: Vec<FrameDesc>,
     /// Scratch for completions.
     comp_batch: Vec<FrameDesc>,
     frame_size: usize,
-    counters: XdpDriverCounters,
+    counters: DeviceCounters,
 }
 
 /// Largest receive batch handled at once.
@@ -118,8 +117,15 @@ impl XdpDevice {
                     config.frame_count
                 ))
             })?;
+        if frame_count.get() > MAX_FRAMES {
+            return Err(XdpError::Config(format!(
+                "UMEM frame count {} is above the limit of {MAX_FRAMES}",
+                config.frame_count
+            )));
+        }
         let half = frame_count.get() / 2;
-        let ring = QueueSize::new(half).map_err(|e| XdpError::Config(e.to_string()))?;
+        let ring =
+            QueueSize::new(frame_count.get()).map_err(|e| XdpError::Config(e.to_string()))?;
         let frame_size =
             FrameSize::new(config.frame_size).map_err(|e| XdpError::Config(e.to_string()))?;
         let umem_config = UmemConfig::builder()
@@ -152,29 +158,42 @@ impl XdpDevice {
         let iface = CString::new(config.iface.as_str())
             .map(Interface::new)
             .map_err(|_| XdpError::Config(format!("bad interface name {:?}", config.iface)))?;
-        // SAFETY: the UMEM is not shared with another socket, so the
-        // double-free hazard xsk-rs documents for shared UMEMs does not apply
-        // (and INHIBIT_PROG_LOAD is set regardless).
-        let (tx, rx, rings) = unsafe { Socket::new(socket_config, &umem, &iface, config.queue) }
-            .map_err(|e| {
-                let mut reason = error_chain(&e);
-                if os_error(&e) == Some(libc::EBUSY) {
-                    reason.push_str(" (is another bypass, or another AF_XDP program, already using this queue?)");
+        // A killed predecessor's socket is released by the kernel a moment
+        // after the process dies; until then binding the queue fails with
+        // EBUSY. Wait for it briefly before calling the queue taken.
+        let mut attempts = 0;
+        let (tx, rx, rings) = loop {
+            // SAFETY: the UMEM is not shared with another socket, so the
+            // double-free hazard xsk-rs documents for shared UMEMs does not
+            // apply (and INHIBIT_PROG_LOAD is set regardless).
+            match unsafe { Socket::new(socket_config, &umem, &iface, config.queue) } {
+                Ok(queues) => break queues,
+                Err(e) if os_error(&e) == Some(libc::EBUSY) && attempts < BUSY_RETRIES => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(50));
                 }
-                if config.zero_copy {
-                    XdpError::ZeroCopyUnsupported {
-                        iface: config.iface.clone(),
-                        queue: config.queue,
-                        reason,
+                Err(e) => {
+                    let errno = os_error(&e);
+                    let mut reason = error_chain(&e);
+                    if errno == Some(libc::EBUSY) {
+                        reason.push_str(" (is another bypass, or another AF_XDP program, already using this queue?)");
                     }
-                } else {
-                    XdpError::Socket {
-                        iface: config.iface.clone(),
-                        queue: config.queue,
-                        reason,
-                    }
+                    return Err(if config.zero_copy && errno == Some(libc::EOPNOTSUPP) {
+                        XdpError::ZeroCopyUnsupported {
+                            iface: config.iface.clone(),
+                            queue: config.queue,
+                            reason,
+                        }
+                    } else {
+                        XdpError::Socket {
+                            iface: config.iface.clone(),
+                            queue: config.queue,
+                            reason,
+                        }
+                    });
                 }
-            })?;
+            }
+        };
         let (mut fill, comp) = rings.ok_or_else(|| XdpError::Socket {
             iface: config.iface.clone(),
             queue: config.queue,
@@ -199,26 +218,56 @@ impl XdpDevice {
             tx,
             rx,
             pending: Vec::with_capacity(free.len()),
+            refill: Vec::with_capacity(half as usize),
+            outstanding: 0,
             free,
             rx_batch: vec![FrameDesc::default(); MAX_BATCH],
             comp_batch: vec![FrameDesc::default(); half as usize],
             frame_size: config.frame_size as usize,
-            counters: XdpDriverCounters::default(),
+            counters: DeviceCounters::default(),
         })
-    }
-
-    pub fn counters(&self) -> XdpDriverCounters {
-        self.counters
     }
 
     /// Takes finished transmissions back onto the free list.
     fn reclaim_completions(&mut self) {
+        if self.outstanding == 0 {
+            return;
+        }
         // SAFETY: descriptors on the COMPLETION ring are frames of this UMEM
         // that the kernel has finished sending; they are ours again.
         let n = unsafe { self.comp.consume(&mut self.comp_batch) };
+        self.outstanding -= n;
         self.free.extend_from_slice(&self.comp_batch[..n]);
     }
+
+    /// Gives received frames back to the FILL ring, as many as it takes now,
+    /// and wakes the driver if it sleeps for want of them.
+    fn refill(&mut self) {
+        if !self.refill.is_empty() {
+            let room = self.fill.nb_free(self.refill.len() as u32) as usize;
+            let k = room.min(self.refill.len());
+            // SAFETY: frames in `refill` are ours (their batch is handled
+            // and no view into them survives); on FILL they belong to the
+            // kernel until they come back on RX.
+            let given = unsafe { self.fill.produce(&self.refill[..k]) };
+            self.refill.drain(..given);
+        }
+        self.wake_fill();
+    }
+
+    fn wake_fill(&mut self) {
+        if self.fill.needs_wakeup() {
+            self.counters.fill_wakeups += 1;
+            let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
+        }
+    }
 }
+
+/// Frames per UMEM at most: 2^20 (4 GiB at 4 KiB frames), so a typo cannot
+/// ask the kernel to pin the machine's memory.
+pub const MAX_FRAMES: u32 = 1 << 20;
+/// Tries, 50 ms apart, to bind a queue a dead predecessor still holds.
+const BUSY_RETRIES: u32 = 20;
 
 impl AsRawFd for XdpDevice {
     fn as_raw_fd(&self) -> RawFd {
@@ -278,6 +327,9 @@ impl Device for XdpDevice {
         // UMEM that the kernel has filled and handed to us.
         let n = unsafe { self.rx.consume(&mut self.rx_batch[..budget]) };
         if n == 0 {
+            // The driver may have gone to sleep with FILL empty (zero-copy,
+            // need_wakeup): give back what is waiting and wake it.
+            self.refill();
             return 0;
         }
         let mut tx = XdpTx {
@@ -293,14 +345,8 @@ impl Device for XdpDevice {
             let data = unsafe { self.umem.data(desc) };
             on_frame(data.contents(), &mut tx);
         }
-        // SAFETY: the batch is handled and no view into these frames
-        // survives; the FILL ring has room for every receive frame because
-        // it was sized to hold all of them.
-        unsafe { self.fill.produce(&self.rx_batch[..n]) };
-        if self.fill.needs_wakeup() {
-            self.counters.fill_wakeups += 1;
-            let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
-        }
+        self.refill.extend_from_slice(&self.rx_batch[..n]);
+        self.refill();
         n
     }
 
@@ -316,18 +362,20 @@ impl Device for XdpDevice {
 
     fn flush(&mut self) -> io::Result<()> {
         if !self.pending.is_empty() {
+            let room = self.tx.nb_free(self.pending.len() as u32) as usize;
+            let k = room.min(self.pending.len());
             // SAFETY: pending frames are written and owned by us; once on the
             // TX ring they belong to the kernel until they complete.
-            let sent = unsafe { self.tx.produce(&self.pending) };
-            if sent < self.pending.len() {
-                self.counters.tx_ring_full += (self.pending.len() - sent) as u64;
-                self.free.extend_from_slice(&self.pending[sent..]);
-            }
-            self.pending.clear();
-            if sent > 0 && self.tx.needs_wakeup() {
-                self.counters.tx_kicks += 1;
-                self.tx.wakeup()?;
-            }
+            let sent = unsafe { self.tx.produce(&self.pending[..k]) };
+            self.outstanding += sent;
+            self.pending.drain(..sent);
+        }
+        // Kick whenever frames are outstanding and the kernel asks for it,
+        // not only after producing: copy mode sends at most 32 frames per
+        // kick, and the rest wait for the next one.
+        if self.outstanding > 0 && self.tx.needs_wakeup() {
+            self.counters.tx_kicks += 1;
+            self.tx.wakeup()?;
         }
         self.reclaim_completions();
         Ok(())
@@ -336,6 +384,17 @@ impl Device for XdpDevice {
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         let ms = timeout.as_millis().clamp(0, i32::MAX as u128) as i32;
         self.rx.poll(ms).map(drop)
+    }
+
+    fn counters(&self) -> DeviceCounters {
+        let mut c = self.counters;
+        if let Ok(k) = self.rx.fd().xdp_statistics() {
+            c.kernel_rx_dropped = k.rx_dropped();
+            c.kernel_rx_ring_full = k.rx_ring_full();
+            c.kernel_fill_ring_empty = k.rx_fill_ring_empty_descs();
+            c.kernel_invalid_descs = k.rx_invalid_descs() + k.tx_invalid_descs();
+        }
+        c
     }
 }
 
