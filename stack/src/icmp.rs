@@ -31,12 +31,14 @@ pub enum IcmpInput<'a> {
 pub fn accept(payload: &[u8]) -> Result<IcmpInput<'_>, DropReason> {
     let packet = Icmpv4Packet::new_checked(payload).map_err(|_| DropReason::IcmpTruncated)?;
     match Icmpv4Repr::parse(&packet) {
-        // The echo data is the rest of the message; borrowed from `payload`
-        // rather than from the short-lived view.
-        Ok(Icmpv4Repr::EchoRequest { ident, seq_no, .. }) => Ok(IcmpInput::EchoRequest {
+        Ok(Icmpv4Repr::EchoRequest {
             ident,
             seq_no,
-            data: &payload[crate::wire::icmp::HEADER_LEN..],
+            data,
+        }) => Ok(IcmpInput::EchoRequest {
+            ident,
+            seq_no,
+            data,
         }),
         Ok(Icmpv4Repr::EchoReply { .. }) => Ok(IcmpInput::Ignored),
         Err(WireError::Checksum) => Err(DropReason::IcmpChecksum),

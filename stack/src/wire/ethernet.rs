@@ -193,11 +193,19 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     pub fn ethertype(&self) -> EtherType {
         EtherType::from(read_u16(self.buffer.as_ref(), field::ETHERTYPE))
     }
+}
 
+impl<'a, T: AsRef<[u8]> + ?Sized> EthernetFrame<&'a T> {
     /// Everything after the header, including any padding up to the 60-byte minimum frame; the
     /// upper layer trims it using its own length field.
-    pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::PAYLOAD]
+    ///
+    /// The slice borrows the underlying buffer (`'a`), not the view, so a function can parse a
+    /// frame it was lent and return parts of it. Only views over a shared reference have this
+    /// getter; for an owned or `&mut` buffer use [`EthernetFrame::payload_mut`], or wrap
+    /// `frame.as_ref()` in a new view.
+    pub fn payload(&self) -> &'a [u8] {
+        let buffer: &'a T = self.buffer;
+        &buffer.as_ref()[field::PAYLOAD]
     }
 }
 
@@ -303,6 +311,23 @@ mod tests {
                 ethertype: EtherType::Arp,
             }
         );
+    }
+
+    /// The payload outlives the view: it borrows the caller's buffer.
+    fn payload_of(frame: &[u8]) -> Option<&[u8]> {
+        Some(EthernetFrame::new_checked(frame).ok()?.payload())
+    }
+
+    #[test]
+    fn payload_borrows_the_buffer_not_the_view() {
+        let buf = ARP_FRAME.to_vec();
+        assert_eq!(payload_of(&buf), Some(&ARP_FRAME[HEADER_LEN..]));
+        assert_eq!(payload_of(&buf[..HEADER_LEN - 1]), None);
+        // Also over `&Vec<u8>` and `&[u8; N]`, through `AsRef<[u8]>`.
+        let payload = EthernetFrame::new_checked(&buf).unwrap().payload();
+        assert_eq!(payload.len(), 46);
+        let payload = EthernetFrame::new_checked(&ARP_FRAME).unwrap().payload();
+        assert_eq!(payload.len(), 46);
     }
 
     #[test]

@@ -118,14 +118,21 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
         read_u16(self.buffer.as_ref(), field::ECHO_SEQNO)
     }
 
-    /// Everything after the 8-byte header: echo data, or the quoted datagram of an error.
-    pub fn data(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..]
-    }
-
     /// True if the checksum over the whole message verifies (RFC 792, "Checksum").
     pub fn verify_checksum(&self) -> bool {
         checksum::data(self.buffer.as_ref()) == 0xffff
+    }
+}
+
+impl<'a, T: AsRef<[u8]> + ?Sized> Icmpv4Packet<&'a T> {
+    /// Everything after the 8-byte header: echo data, or the quoted datagram of an error.
+    ///
+    /// The slice borrows the underlying buffer (`'a`), not the view. Only views over a shared
+    /// reference have this getter; for an owned or `&mut` buffer use [`Icmpv4Packet::data_mut`],
+    /// or wrap `packet.as_ref()` in a new view.
+    pub fn data(&self) -> &'a [u8] {
+        let buffer: &'a T = self.buffer;
+        &buffer.as_ref()[HEADER_LEN..]
     }
 }
 
@@ -196,8 +203,11 @@ impl<'a> Icmpv4Repr<'a> {
     /// * [`WireError::Checksum`] if the checksum fails (RFC 1122 §3.2.2: silently discard);
     /// * [`WireError::Malformed`] for an echo with a non-zero code (RFC 792 "Echo": code 0);
     /// * [`WireError::Unsupported`] for every other message type.
+    ///
+    /// `data` borrows the buffer the view was made over (`'a`), not the view itself, so the view
+    /// may be a temporary.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
-        packet: &'a Icmpv4Packet<&'a T>,
+        packet: &Icmpv4Packet<&'a T>,
     ) -> Result<Icmpv4Repr<'a>, WireError> {
         packet.check_len()?;
         if !packet.verify_checksum() {
@@ -292,6 +302,23 @@ mod tests {
         let mut buf = ECHO_REQUEST;
         buf[..8].copy_from_slice(&ECHO_REPLY_HEADER);
         buf
+    }
+
+    /// An echo request's data, from a message the function was lent: the repr outlives the view.
+    fn echo_data(bytes: &[u8]) -> Result<&[u8], WireError> {
+        match Icmpv4Repr::parse(&Icmpv4Packet::new_checked(bytes)?)? {
+            Icmpv4Repr::EchoRequest { data, .. } => Ok(data),
+            Icmpv4Repr::EchoReply { .. } => Err(WireError::Unsupported),
+        }
+    }
+
+    #[test]
+    fn data_borrows_the_buffer_not_the_view() {
+        assert_eq!(echo_data(&ECHO_REQUEST), Ok(&ECHO_REQUEST[8..]));
+        assert_eq!(echo_data(&EMPTY_ECHO_REQUEST), Ok(&[][..]));
+        assert_eq!(echo_data(&ECHO_REQUEST[..7]), Err(WireError::Truncated));
+        let data = Icmpv4Packet::new_checked(&ECHO_REQUEST).unwrap().data();
+        assert_eq!(data, &ECHO_REQUEST[8..]);
     }
 
     #[test]
@@ -452,7 +479,7 @@ mod tests {
         assert_eq!(packet.msg_code(), 1);
         assert_eq!(packet.echo_ident(), 0xabcd);
         assert_eq!(packet.echo_seq_no(), 0x0102);
-        assert_eq!(packet.data(), &[1, 2, 3, 4]);
+        assert_eq!(packet.data_mut(), &[1, 2, 3, 4]);
         assert!(packet.verify_checksum());
         packet.set_checksum(0);
         assert_eq!(packet.checksum(), 0);

@@ -207,11 +207,19 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         let header = &self.buffer.as_ref()[..usize::from(self.header_len())];
         checksum::data(header) == 0xffff
     }
+}
 
+impl<'a, T: AsRef<[u8]> + ?Sized> Ipv4Packet<&'a T> {
     /// The payload: after the options, up to `total_len`, so link-layer padding is excluded.
-    pub fn payload(&self) -> &[u8] {
+    ///
+    /// The slice borrows the underlying buffer (`'a`), not the view, so a function can parse a
+    /// datagram it was lent and return its payload. Only views over a shared reference have this
+    /// getter; for an owned or `&mut` buffer use [`Ipv4Packet::payload_mut`], or wrap
+    /// `packet.as_ref()` in a new view.
+    pub fn payload(&self) -> &'a [u8] {
         let range = usize::from(self.header_len())..usize::from(self.total_len());
-        &self.buffer.as_ref()[range]
+        let buffer: &'a T = self.buffer;
+        &buffer.as_ref()[range]
     }
 }
 
@@ -440,6 +448,24 @@ mod tests {
     /// Recomputes the header checksum of a test buffer after a mutation.
     fn refill(buf: &mut [u8]) {
         Ipv4Packet::new_unchecked(buf).fill_checksum();
+    }
+
+    /// Header and payload of a datagram the function was lent: the payload outlives the view.
+    fn accept(bytes: &[u8]) -> Result<(Ipv4Repr, &[u8]), WireError> {
+        let packet = Ipv4Packet::new_checked(bytes)?;
+        Ok((Ipv4Repr::parse(&packet)?, packet.payload()))
+    }
+
+    #[test]
+    fn payload_borrows_the_buffer_not_the_view() {
+        let (repr, payload) = accept(&PING_REQUEST).unwrap();
+        assert_eq!(repr.payload_len, payload.len());
+        assert_eq!(payload, &PING_REQUEST[20..]);
+        // Link padding after total_len is excluded.
+        let mut padded = PING_REQUEST.to_vec();
+        padded.extend_from_slice(&[0; 6]);
+        assert_eq!(accept(&padded).unwrap().1, &PING_REQUEST[20..]);
+        assert_eq!(accept(&PING_REQUEST[..19]), Err(WireError::Truncated));
     }
 
     #[test]
@@ -736,7 +762,7 @@ mod tests {
         assert_eq!(packet.src_addr(), Ipv4Addr::new(1, 2, 3, 4));
         assert_eq!(packet.dst_addr(), Ipv4Addr::new(5, 6, 7, 8));
         assert!(packet.verify_checksum());
-        assert_eq!(packet.payload(), &[9, 9, 9, 9]);
+        assert_eq!(packet.payload_mut(), &[9, 9, 9, 9]);
         packet.set_dont_frag(false);
         assert!(!packet.dont_frag() && packet.more_frags());
         packet.clear_flags();

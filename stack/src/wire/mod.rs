@@ -1,4 +1,4 @@
-//! Zero-copy wire formats: Ethernet II, ARP, IPv4 and ICMPv4.
+//! Zero-copy wire formats: Ethernet II, ARP, IPv4, ICMPv4 and TCP.
 //!
 //! Every protocol follows the same two-layer design (after smoltcp):
 //!
@@ -9,6 +9,12 @@
 //!   place, `buffer_len` tells the caller how much room to reserve, and `emit` writes a packet into
 //!   a buffer of that size and cannot fail.
 //!
+//! Getters that return a part of the buffer (`payload`, `options`, ICMP `data`) exist only on views
+//! over a shared reference, `XxxPacket<&'a T>`, and return `&'a [u8]`: the slice borrows the
+//! underlying buffer, not the view, so a function can parse a frame it was lent and return pieces
+//! of it. Views over owned or `&mut` buffers have `payload_mut` etc. instead (or wrap
+//! `packet.as_ref()` in a new view).
+//!
 //! No code in this module allocates, uses `unsafe`, or panics on received bytes.
 
 pub mod arp;
@@ -16,6 +22,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
+pub mod tcp;
 
 use core::fmt;
 
@@ -23,6 +30,7 @@ pub use self::arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use self::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 pub use self::icmp::{Icmpv4Message, Icmpv4Packet, Icmpv4Repr};
 pub use self::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+pub use self::tcp::{SeqNumber, TcpControl, TcpOption, TcpPacket, TcpRepr, TcpTimestamp};
 
 /// Why a buffer could not be interpreted as a packet.
 ///
@@ -70,6 +78,18 @@ fn read_u16(buf: &[u8], at: usize) -> u16 {
 #[inline]
 fn write_u16(buf: &mut [u8], at: usize, value: u16) {
     buf[at..at + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+/// Reads a big-endian `u32` at `at`; the caller guarantees `at + 4 <= buf.len()`.
+#[inline]
+fn read_u32(buf: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+}
+
+/// Writes a big-endian `u32` at `at`; the caller guarantees `at + 4 <= buf.len()`.
+#[inline]
+fn write_u32(buf: &mut [u8], at: usize, value: u32) {
+    buf[at..at + 4].copy_from_slice(&value.to_be_bytes());
 }
 
 /// Reads an IPv4 address at `at`; the caller guarantees `at + 4 <= buf.len()`.
