@@ -43,6 +43,11 @@ drop_reasons! {
     IcmpUnsupported => "icmp_unsupported_type",
     IcmpNotOwned => "icmp_in_shared_ip_mode",
     TcpUnhandled => "tcp_unhandled",
+    TcpChecksum => "tcp_bad_checksum",
+    TcpMalformed => "tcp_malformed",
+    TcpNoConnection => "tcp_no_connection",
+    TcpBacklogFull => "tcp_backlog_full",
+    TcpNoRoute => "tcp_no_route",
     TxNoBuffer => "tx_no_buffer",
     TxTooLong => "tx_frame_too_long",
 }
@@ -61,6 +66,14 @@ pub struct Counters {
     pub arp_resolve_failed: u64,
     pub icmp_echo_in: u64,
     pub icmp_echo_out: u64,
+    pub tcp_segments_in: u64,
+    pub tcp_segments_out: u64,
+    pub tcp_resets_out: u64,
+    pub tcp_syn_in: u64,
+    pub tcp_syncookies_sent: u64,
+    pub tcp_syncookies_ok: u64,
+    pub tcp_syncookies_failed: u64,
+    pub tcp_refused: u64,
     drops: [u64; DropReason::COUNT],
 }
 
@@ -78,6 +91,14 @@ impl Default for Counters {
             arp_resolve_failed: 0,
             icmp_echo_in: 0,
             icmp_echo_out: 0,
+            tcp_segments_in: 0,
+            tcp_segments_out: 0,
+            tcp_resets_out: 0,
+            tcp_syn_in: 0,
+            tcp_syncookies_sent: 0,
+            tcp_syncookies_ok: 0,
+            tcp_syncookies_failed: 0,
+            tcp_refused: 0,
             drops: [0; DropReason::COUNT],
         }
     }
@@ -110,6 +131,14 @@ impl Counters {
         self.arp_resolve_failed += other.arp_resolve_failed;
         self.icmp_echo_in += other.icmp_echo_in;
         self.icmp_echo_out += other.icmp_echo_out;
+        self.tcp_segments_in += other.tcp_segments_in;
+        self.tcp_segments_out += other.tcp_segments_out;
+        self.tcp_resets_out += other.tcp_resets_out;
+        self.tcp_syn_in += other.tcp_syn_in;
+        self.tcp_syncookies_sent += other.tcp_syncookies_sent;
+        self.tcp_syncookies_ok += other.tcp_syncookies_ok;
+        self.tcp_syncookies_failed += other.tcp_syncookies_failed;
+        self.tcp_refused += other.tcp_refused;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }
@@ -122,7 +151,9 @@ impl fmt::Display for Counters {
         write!(
             f,
             "rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} arp_requests_in={} arp_replies_out={} \
-             arp_replies_in={} arp_requests_out={} arp_resolve_failed={} icmp_echo_in={} icmp_echo_out={} drops={}",
+             arp_replies_in={} arp_requests_out={} arp_resolve_failed={} icmp_echo_in={} icmp_echo_out={} \
+             tcp_segments_in={} tcp_segments_out={} tcp_resets_out={} tcp_syn_in={} tcp_syncookies_sent={} \
+             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} drops={}",
             self.rx_frames,
             self.rx_bytes,
             self.tx_frames,
@@ -134,6 +165,14 @@ impl fmt::Display for Counters {
             self.arp_resolve_failed,
             self.icmp_echo_in,
             self.icmp_echo_out,
+            self.tcp_segments_in,
+            self.tcp_segments_out,
+            self.tcp_resets_out,
+            self.tcp_syn_in,
+            self.tcp_syncookies_sent,
+            self.tcp_syncookies_ok,
+            self.tcp_syncookies_failed,
+            self.tcp_refused,
             self.total_drops()
         )?;
         for &reason in DropReason::ALL {

@@ -1,5 +1,6 @@
-//! The per-core protocol engine below TCP: Ethernet II in, ARP and IPv4
-//! dispatched, ICMP echo answered; ARP resolution and its timers.
+//! The per-core protocol engine: Ethernet II in, ARP and IPv4 dispatched,
+//! ICMP echo answered, TCP handed to the core's shard; ARP resolution and
+//! the timers of both.
 //!
 //! Sans-IO: frames and `now` in, frames out through a [`TxSink`], and
 //! [`Interface::poll_at`] says when [`Interface::poll`] has timer work. No
@@ -14,10 +15,11 @@ use crate::{
     driver::{TxError, TxSink},
     icmp::{self, IcmpInput},
     ipv4::{self, Ipv4Config},
+    tcp::shard::{Outgoing, Shard},
     time::Instant,
     wire::{
-        ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, IpProtocol,
-        WireError,
+        ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
+        EthernetRepr, IpProtocol, Ipv4Packet, TcpPacket, WireError,
     },
 };
 
@@ -38,6 +40,8 @@ pub struct Interface {
     config: InterfaceConfig,
     arp: ArpCache,
     counters: Counters,
+    /// TCP, when the stack serves any.
+    tcp: Option<Shard>,
     /// When we last defended our address against a conflicting claim.
     last_defense: Option<Instant>,
 }
@@ -51,8 +55,24 @@ impl Interface {
             arp: ArpCache::new(config.arp.clone()),
             config,
             counters: Counters::default(),
+            tcp: None,
             last_defense: None,
         }
+    }
+
+    /// Gives the interface a TCP shard: TCP segments for our address go to
+    /// it from now on.
+    pub fn with_tcp(mut self, shard: Shard) -> Self {
+        self.tcp = Some(shard);
+        self
+    }
+
+    pub fn tcp(&self) -> Option<&Shard> {
+        self.tcp.as_ref()
+    }
+
+    pub fn tcp_mut(&mut self) -> Option<&mut Shard> {
+        self.tcp.as_mut()
     }
 
     pub fn config(&self) -> &InterfaceConfig {
@@ -173,10 +193,25 @@ impl Interface {
             Ok(v) => v,
             Err(reason) => return self.counters.drop(reason),
         };
-        let _ = now;
         match ip.next_header {
             IpProtocol::Icmp => self.receive_icmp(src_mac, ip.src_addr, payload, tx),
-            IpProtocol::Tcp => self.counters.drop(DropReason::TcpUnhandled),
+            IpProtocol::Tcp => {
+                let Interface {
+                    config,
+                    arp,
+                    counters,
+                    tcp,
+                    ..
+                } = self;
+                let Some(shard) = tcp.as_mut() else {
+                    return counters.drop(DropReason::TcpUnhandled);
+                };
+                let mut out = TcpOutput::default();
+                shard.receive(now, src_mac, ip.src_addr, payload, counters, |seg| {
+                    out.send(tx, config, arp, now, seg)
+                });
+                out.count(&mut self.counters);
+            }
             _ => self.counters.drop(DropReason::Ipv4Protocol),
         }
     }
@@ -242,13 +277,21 @@ impl Interface {
         }
     }
 
-    /// When [`Interface::poll`] next has work.
-    pub fn poll_at(&self) -> Option<Instant> {
-        self.arp.poll_at()
+    /// When [`Interface::poll`] next has work (`now` if it has some now).
+    pub fn poll_at(&self, now: Instant) -> Option<Instant> {
+        let tcp = self.tcp.as_ref().and_then(|s| s.poll_at(now));
+        [self.arp.poll_at(), tcp].into_iter().flatten().min()
     }
 
-    /// Runs due timers: ARP retries and failures.
+    /// Runs due timers (ARP retries and failures, TCP) and sends what TCP
+    /// has queued.
     pub fn poll(&mut self, now: Instant, tx: &mut impl TxSink) {
+        if let Some(shard) = self.tcp.as_mut() {
+            let mut out = TcpOutput::default();
+            let (config, arp) = (&self.config, &mut self.arp);
+            shard.dispatch(now, |seg| out.send(tx, config, arp, now, seg));
+            out.count(&mut self.counters);
+        }
         let mut requests = [Ipv4Addr::UNSPECIFIED; 16];
         let mut n = 0;
         let counters = &mut self.counters;
@@ -295,6 +338,87 @@ impl Interface {
             TxError::NoBuffer => DropReason::TxNoBuffer,
             TxError::TooLong => DropReason::TxTooLong,
         });
+    }
+}
+
+/// Frames TCP segments (Ethernet, IPv4, TCP with its checksum) straight
+/// into transmit buffers, and tallies what happened for the counters.
+#[derive(Default)]
+struct TcpOutput {
+    frames: u64,
+    bytes: u64,
+    no_buffer: u64,
+    no_route: u64,
+}
+
+impl TcpOutput {
+    fn send(
+        &mut self,
+        tx: &mut impl TxSink,
+        config: &InterfaceConfig,
+        arp: &mut ArpCache,
+        now: Instant,
+        seg: Outgoing,
+    ) -> Result<(), TxError> {
+        let mac = match seg.peer_mac {
+            Some(mac) => mac,
+            None => match config
+                .ipv4
+                .next_hop(seg.dst)
+                .and_then(|hop| arp.lookup(hop, now))
+            {
+                Some(mac) => mac,
+                None => {
+                    // Not resolved (yet): the segment is lost like on a
+                    // wire and TCP retransmits it; resolution runs from
+                    // Interface::resolve.
+                    self.no_route += 1;
+                    return Ok(());
+                }
+            },
+        };
+        let tcp_len = seg.repr.buffer_len();
+        let ip = ipv4::repr(config.ipv4.addr, seg.dst, IpProtocol::Tcp, tcp_len);
+        let len = ethernet::HEADER_LEN + ip.buffer_len();
+        let sent = tx.send(len, |buf| {
+            let mut frame = EthernetFrame::new_unchecked(&mut *buf);
+            EthernetRepr {
+                src_addr: config.mac,
+                dst_addr: mac,
+                ethertype: EtherType::Ipv4,
+            }
+            .emit(&mut frame);
+            let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+            ip.emit(&mut packet);
+            seg.repr.emit(
+                &mut TcpPacket::new_unchecked(packet.payload_mut()),
+                config.ipv4.addr,
+                seg.dst,
+            );
+        });
+        match sent {
+            Ok(()) => {
+                self.frames += 1;
+                self.bytes += len as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.no_buffer += 1;
+                Err(e)
+            }
+        }
+    }
+
+    fn count(&self, c: &mut Counters) {
+        c.tx_frames += self.frames;
+        c.tx_bytes += self.bytes;
+        c.tcp_segments_out += self.frames;
+        for _ in 0..self.no_buffer {
+            c.drop(DropReason::TxNoBuffer);
+        }
+        for _ in 0..self.no_route {
+            c.drop(DropReason::TcpNoRoute);
+        }
     }
 }
 
@@ -590,14 +714,14 @@ mod tests {
         assert_eq!(req.target_protocol_addr, PEER.ip);
         // No answer: one retry after the interval.
         cap.clear();
-        let t1 = i.poll_at().unwrap();
+        let t1 = i.poll_at(Instant::ZERO).unwrap();
         assert_eq!(t1, Instant::ZERO + Duration::from_secs(1));
         i.poll(t1, &mut cap);
         assert_eq!(cap.frames().len(), 1);
         // The answer arrives.
         i.receive_frame(&testkit::arp_reply(PEER, STACK), t1, &mut cap);
         assert_eq!(i.resolve(PEER.ip, t1, &mut cap), Some(PEER.mac));
-        assert_eq!(i.poll_at(), None);
+        assert_eq!(i.poll_at(t1), None);
         assert_eq!(i.counters().arp_replies_in, 1);
         // Off-link without a gateway: no route, no request.
         cap.clear();
@@ -610,7 +734,7 @@ mod tests {
         let mut i = iface(true);
         let mut cap = Capture::new();
         i.resolve(PEER.ip, Instant::ZERO, &mut cap);
-        while let Some(at) = i.poll_at() {
+        while let Some(at) = i.poll_at(Instant::ZERO) {
             i.poll(at, &mut cap);
         }
         assert_eq!(cap.frames().len(), 3, "initial request and two retries");

@@ -16,6 +16,7 @@ pub mod iface;
 pub mod ipv4;
 pub mod launch;
 pub mod runtime;
+pub mod tcp;
 pub mod testkit;
 pub mod time;
 pub mod wire;

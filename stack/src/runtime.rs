@@ -71,7 +71,7 @@ pub fn run_core<D: Device>(
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now();
         let handled = device.receive(BATCH, |frame, tx| iface.receive_frame(frame, now, tx));
-        if iface.poll_at().is_some_and(|at| at <= now) {
+        if iface.poll_at(now).is_some_and(|at| at <= now) {
             iface.poll(now, &mut device.transmitter());
         }
         device.flush()?;
@@ -83,7 +83,7 @@ pub fn run_core<D: Device>(
         if let PollMode::Adaptive { spins } = mode {
             if idle > spins {
                 let timeout = iface
-                    .poll_at()
+                    .poll_at(clock.now())
                     .map_or(MAX_SLEEP, |at| at.saturating_duration_since(clock.now()))
                     .min(MAX_SLEEP);
                 device.wait(timeout)?;

@@ -43,7 +43,7 @@ fn engine() -> Interface {
 /// One pass of the per-core loop, as the runtime runs it, at `now`.
 fn run_stack(iface: &mut Interface, port: &mut MemPort, now: Instant) {
     while port.receive(64, |frame, tx| iface.receive_frame(frame, now, tx)) > 0 {}
-    if iface.poll_at().is_some_and(|at| at <= now) {
+    if iface.poll_at(now).is_some_and(|at| at <= now) {
         iface.poll(now, &mut port.transmitter());
     }
     port.flush().unwrap();
@@ -200,7 +200,7 @@ fn arp_resolution_retries_through_loss() {
             if answer.is_some() || iface.counters().arp_resolve_failed > 0 {
                 break;
             }
-            let next = [link.next_delivery(), iface.poll_at()]
+            let next = [link.next_delivery(), iface.poll_at(now)]
                 .into_iter()
                 .flatten()
                 .min();

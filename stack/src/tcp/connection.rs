@@ -1,0 +1,1733 @@
+//! One TCP connection: the transmission control block (RFC 9293 §3.3.1)
+//! and its state machine, sans-IO.
+//!
+//! Input: [`Connection::process`] with a parsed segment and `now`. Output:
+//! [`Connection::dispatch`] hands the segments to send, as [`TcpRepr`]s
+//! whose payload borrows the send buffer, to a closure that writes them
+//! straight into a transmit frame; [`Connection::poll_at`] says when to call
+//! it next. The application side ([`Connection::send`], [`Connection::recv`],
+//! [`Connection::close`], [`Connection::abort`]) follows RFC 9293 §3.10's
+//! user calls, with their errors.
+//!
+//! Segment arrival follows RFC 9293 §3.10.7 step by step (each step is a
+//! function named after it), with RFC 5961's defences (challenge ACKs for
+//! in-window RSTs and SYNs, the ACK acceptability window) and RFC 7323's
+//! PAWS. Loss recovery is NewReno (RFC 5681, RFC 6582) or, when SACK was
+//! negotiated, SACK-based (RFC 6675), on top of CUBIC or Reno window
+//! arithmetic ([`super::congestion`]) and the RFC 6298 timer ([`super::rtt`]).
+
+use std::{fmt, net::SocketAddrV4, time::Duration};
+
+use super::{
+    assembler::Assembler, buffer::RingBuffer, config::TcpConfig, congestion::Congestion,
+    rtt::RttEstimator, sack::Scoreboard,
+};
+use crate::{
+    driver::TxError,
+    time::Instant,
+    wire::{SeqNumber, TcpControl, TcpRepr, TcpTimestamp},
+};
+
+/// RFC 9293 §3.3.2 connection states (LISTEN lives in the listener, not
+/// here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Closed,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}
+
+impl State {
+    /// States after the handshake (RFC 9293 "synchronized states").
+    pub fn is_synchronized(self) -> bool {
+        !matches!(self, State::Closed | State::SynSent | State::SynReceived)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "CLOSED",
+            State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECEIVED",
+            State::Established => "ESTABLISHED",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::FinWait2 => "FIN-WAIT-2",
+            State::CloseWait => "CLOSE-WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Errors of the user calls, worded as RFC 9293 §3.10 words them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// "connection does not exist"
+    DoesNotExist,
+    /// "connection closing"
+    Closing,
+    /// "connection reset"
+    Reset,
+    /// "connection aborted due to user timeout" (or retransmissions, or
+    /// keepalive probes, exhausted)
+    TimedOut,
+    /// "connection refused": the peer answered our SYN with a RST.
+    Refused,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::DoesNotExist => "connection does not exist",
+            Error::Closing => "connection closing",
+            Error::Reset => "connection reset",
+            Error::TimedOut => "connection aborted due to user timeout",
+            Error::Refused => "connection refused",
+        })
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// What happened to a connection since the application last looked: a set
+/// of flags, taken with [`Connection::take_events`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Events(u8);
+
+impl Events {
+    /// The handshake completed.
+    pub const CONNECTED: Events = Events(1);
+    /// New bytes can be read.
+    pub const READABLE: Events = Events(2);
+    /// Send-buffer space opened up.
+    pub const WRITABLE: Events = Events(4);
+    /// The peer sent FIN: no more bytes will arrive.
+    pub const PEER_CLOSED: Events = Events(8);
+    /// The connection is gone (see [`Connection::error`] for why).
+    pub const CLOSED: Events = Events(16);
+
+    pub fn contains(self, other: Events) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn insert(&mut self, other: Events) {
+        self.0 |= other.0;
+    }
+}
+
+impl std::ops::BitOr for Events {
+    type Output = Events;
+    fn bitor(self, o: Events) -> Events {
+        Events(self.0 | o.0)
+    }
+}
+
+/// A snapshot for STATUS (RFC 9293 §3.10.6) and for observability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub state: State,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// Bytes the application queued that are not yet acknowledged.
+    pub send_queued: usize,
+    /// Bytes received and not yet read by the application.
+    pub recv_queued: usize,
+    pub srtt: Option<Duration>,
+    pub rto: Duration,
+    pub cwnd: usize,
+    pub ssthresh: usize,
+    /// Peer's window, scaled.
+    pub send_window: usize,
+    /// Segments retransmitted over the connection's life.
+    pub retransmits: u64,
+    pub send_mss: usize,
+    pub timestamps: bool,
+    pub sack: bool,
+    /// (ours, theirs) window scale shifts, when negotiated.
+    pub window_scale: Option<(u8, u8)>,
+}
+
+/// The MSS assumed when the peer sends none (RFC 9293 §3.7.1).
+const DEFAULT_MSS: usize = 536;
+/// PAWS: a TS.Recent older than this is no longer trusted (RFC 7323 §5.5).
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+/// Duplicate ACKs that signal a loss (RFC 5681 §3.2).
+const DUPACK_THRESHOLD: u32 = 3;
+/// Timestamp option plus its two NOPs.
+const TIMESTAMP_OPTION_LEN: usize = 12;
+
+/// Timestamp state (RFC 7323 §4.3).
+#[derive(Debug, Clone, Copy)]
+struct Timestamps {
+    /// TS.Recent: the peer's latest valid TSval, echoed in our TSecr.
+    recent: u32,
+    recent_at: Instant,
+    /// Added to our millisecond clock so TSvals do not reveal uptime and
+    /// differ per connection (RFC 7323 §7.1).
+    offset: u32,
+}
+
+/// Bytes from `earlier` to `later` (0 if `later` is not after it).
+fn span(later: SeqNumber, earlier: SeqNumber) -> usize {
+    later.distance_from(earlier).max(0) as usize
+}
+
+/// One TCP connection.
+pub struct Connection {
+    cfg: TcpConfig,
+    state: State,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    /// Why the connection ended, for the application.
+    error: Option<Error>,
+    events: Events,
+
+    // Send sequence space (RFC 9293 §3.3.1).
+    iss: SeqNumber,
+    snd_una: SeqNumber,
+    /// The next sequence number to send; moved back to SND.UNA after a
+    /// retransmission timeout (go-back-N), so it can be below `snd_max`.
+    snd_nxt: SeqNumber,
+    /// The highest sequence number ever sent, plus one.
+    snd_max: SeqNumber,
+    snd_wnd: usize,
+    max_snd_wnd: usize,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    /// Shift applied to the peer's window field.
+    snd_wscale: u8,
+    /// Bytes from SND.UNA on (after the SYN): sent-unacknowledged, then
+    /// unsent.
+    send_buf: RingBuffer,
+    /// CLOSE was called: a FIN follows the queued data.
+    fin_queued: bool,
+    send_mss: usize,
+
+    // Receive sequence space.
+    irs: SeqNumber,
+    rcv_nxt: SeqNumber,
+    /// The right edge of the window we last advertised; never moved left
+    /// (RFC 9293 §3.8.6: do not shrink the window).
+    rcv_adv: SeqNumber,
+    /// Shift we apply to our window field.
+    rcv_wscale: u8,
+    recv_buf: RingBuffer,
+    assembler: Assembler,
+    /// Sequence number of a FIN received ahead of a hole.
+    fin_at: Option<SeqNumber>,
+    /// The urgent pointer's end of urgent data (RFC 6093: data is delivered
+    /// inline; this only tells the application urgent data was signalled).
+    rcv_up: Option<SeqNumber>,
+
+    // Options.
+    window_scaling: bool,
+    timestamps: Option<Timestamps>,
+    sack: bool,
+    scoreboard: Scoreboard,
+
+    // Acknowledgement policy (RFC 9293 §3.8.6.3, RFC 1122 §4.2.3.2).
+    ack_now: bool,
+    delayed_ack_at: Option<Instant>,
+    /// Full-sized segments received since our last ACK.
+    segments_unacked: u32,
+    last_ack_sent: SeqNumber,
+
+    // Retransmission (RFC 6298).
+    rtt: RttEstimator,
+    /// Segment being timed without timestamps: (sequence, sent at).
+    rtt_probe: Option<(SeqNumber, Instant)>,
+    rto_at: Option<Instant>,
+    /// Consecutive retransmission timeouts (reset by progress).
+    timeouts: u32,
+    retransmits: u64,
+    /// When the oldest unacknowledged data was first sent (user timeout).
+    unacked_since: Option<Instant>,
+
+    // Congestion control and recovery.
+    cc: Congestion,
+    dupacks: u32,
+    /// RFC 6582 "recover": recovery ends when this is acknowledged.
+    recovery: Option<SeqNumber>,
+    /// Next sequence to retransmit during recovery.
+    rexmit_next: SeqNumber,
+    /// NewReno: the segment at SND.UNA is to be retransmitted now.
+    rexmit_una: bool,
+
+    // Other timers.
+    persist_at: Option<Instant>,
+    persist_backoff: u32,
+    keepalive_at: Option<Instant>,
+    keepalive_probes: u32,
+    /// TIME-WAIT expiry, or the FIN-WAIT-2 timeout.
+    close_at: Option<Instant>,
+    /// A RST to send (ABORT, or an unacceptable ACK in SYN-RECEIVED).
+    rst_pending: Option<(SeqNumber, Option<SeqNumber>)>,
+    /// A zero-window or keepalive probe is due.
+    probe_due: bool,
+    /// The application closed and will not read: data arriving now is
+    /// answered with a RST (RFC 9293 §3.10.7.4, RFC 1122 §4.2.2.13).
+    orphaned: bool,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("state", &self.state)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("snd_una", &self.snd_una)
+            .field("snd_nxt", &self.snd_nxt)
+            .field("rcv_nxt", &self.rcv_nxt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    fn new(
+        cfg: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        now: Instant,
+    ) -> Self {
+        let mss = usize::from(cfg.mss).max(64);
+        Connection {
+            cfg: cfg.clone(),
+            state: State::Closed,
+            local,
+            remote,
+            error: None,
+            events: Events::default(),
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: iss,
+            snd_wscale: 0,
+            send_buf: RingBuffer::new(cfg.send_buffer.max(1)),
+            fin_queued: false,
+            send_mss: DEFAULT_MSS.min(mss),
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            rcv_adv: SeqNumber(0),
+            rcv_wscale: 0,
+            recv_buf: RingBuffer::new(cfg.recv_buffer.max(1)),
+            assembler: Assembler::new(),
+            fin_at: None,
+            rcv_up: None,
+            window_scaling: false,
+            timestamps: None,
+            sack: false,
+            scoreboard: Scoreboard::new(),
+            ack_now: false,
+            delayed_ack_at: None,
+            segments_unacked: 0,
+            last_ack_sent: SeqNumber(0),
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            rtt_probe: None,
+            rto_at: None,
+            timeouts: 0,
+            retransmits: 0,
+            unacked_since: None,
+            cc: Congestion::new(cfg.congestion, DEFAULT_MSS, now),
+            dupacks: 0,
+            recovery: None,
+            rexmit_next: iss,
+            rexmit_una: false,
+            persist_at: None,
+            persist_backoff: 0,
+            keepalive_at: None,
+            keepalive_probes: 0,
+            close_at: None,
+            rst_pending: None,
+            probe_due: false,
+            orphaned: false,
+        }
+    }
+
+    /// OPEN, active (RFC 9293 §3.10.1): a SYN goes out on the next
+    /// dispatch.
+    pub fn connect(
+        cfg: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        now: Instant,
+    ) -> Self {
+        let mut c = Connection::new(cfg, local, remote, iss, now);
+        c.state = State::SynSent;
+        c.window_scaling = cfg.window_scaling;
+        c.sack = cfg.sack;
+        c.timestamps = cfg.timestamps.then_some(Timestamps {
+            recent: 0,
+            recent_at: now,
+            offset: iss.0.rotate_left(13),
+        });
+        c.rcv_wscale = if cfg.window_scaling {
+            cfg.recv_window_scale()
+        } else {
+            0
+        };
+        c
+    }
+
+    /// A passive open completing its first step: a SYN arrived on a
+    /// listening port (RFC 9293 §3.10.7.2). The SYN-ACK goes out on the next
+    /// dispatch. `syn` must be a SYN without ACK (the listener checked).
+    pub fn accept(
+        cfg: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        syn: &TcpRepr,
+        iss: SeqNumber,
+        now: Instant,
+    ) -> Self {
+        let mut c = Connection::new(cfg, local, remote, iss, now);
+        c.state = State::SynReceived;
+        c.irs = syn.seq_number;
+        c.rcv_nxt = syn.seq_number + 1;
+        c.rcv_adv = c.rcv_nxt;
+        c.negotiate(syn, now);
+        // The SYN's window is never scaled (RFC 7323 §2.2).
+        c.snd_wnd = usize::from(syn.window_len);
+        c.max_snd_wnd = c.snd_wnd;
+        c.snd_wl1 = syn.seq_number;
+        c
+    }
+
+    /// A connection rebuilt from a valid SYN cookie: the handshake's final
+    /// ACK arrived for a SYN-ACK we sent without keeping state. `mss` and
+    /// the options come from the cookie; `ack` is that final ACK, processed
+    /// as the first segment in SYN-RECEIVED.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_cookie(
+        cfg: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        ack: &TcpRepr,
+        mss: u16,
+        window_scale: Option<u8>,
+        sack_permitted: bool,
+        now: Instant,
+    ) -> Self {
+        let iss = ack.ack_number.unwrap_or(SeqNumber(0)) - 1;
+        let mut c = Connection::new(cfg, local, remote, iss, now);
+        c.state = State::SynReceived;
+        c.irs = ack.seq_number - 1;
+        c.rcv_nxt = ack.seq_number;
+        // The stateless SYN-ACK offered this much, unscaled.
+        c.rcv_adv = c.rcv_nxt + c.recv_buf.window().min(usize::from(u16::MAX));
+        c.last_ack_sent = c.rcv_nxt;
+        // Our SYN-ACK is out and counted.
+        c.snd_nxt = iss + 1;
+        c.snd_max = iss + 1;
+        c.window_scaling = cfg.window_scaling && window_scale.is_some();
+        if c.window_scaling {
+            c.snd_wscale = window_scale.unwrap_or(0);
+            c.rcv_wscale = cfg.recv_window_scale();
+        }
+        c.sack = cfg.sack && sack_permitted;
+        c.timestamps = match (cfg.timestamps, ack.timestamp) {
+            (true, Some(ts)) => Some(Timestamps {
+                recent: ts.tsval,
+                recent_at: now,
+                offset: 0,
+            }),
+            _ => None,
+        };
+        c.set_send_mss(usize::from(mss));
+        c.snd_wl1 = c.irs;
+        c
+    }
+
+    /// Option negotiation from the peer's SYN (RFC 7323 §2.2, §3.2; RFC
+    /// 2018 §2; RFC 9293 §3.7.1).
+    fn negotiate(&mut self, syn: &TcpRepr, now: Instant) {
+        self.window_scaling = self.cfg.window_scaling && syn.window_scale.is_some();
+        if self.window_scaling {
+            self.snd_wscale = syn.window_scale.unwrap_or(0);
+            self.rcv_wscale = self.cfg.recv_window_scale();
+        } else {
+            self.snd_wscale = 0;
+            self.rcv_wscale = 0;
+        }
+        self.sack = self.cfg.sack && syn.sack_permitted;
+        self.timestamps = match (self.cfg.timestamps, syn.timestamp) {
+            (true, Some(ts)) => Some(Timestamps {
+                recent: ts.tsval,
+                recent_at: now,
+                offset: self
+                    .timestamps
+                    .map_or(self.iss.0.rotate_left(13), |t| t.offset),
+            }),
+            _ => None,
+        };
+        let peer_mss = syn.max_seg_size.map_or(DEFAULT_MSS, usize::from);
+        self.set_send_mss(peer_mss);
+    }
+
+    /// The payload bytes per segment: the peer's MSS, bounded by ours,
+    /// less the options every segment carries (RFC 9293 §3.7.1: the MSS
+    /// excludes options; we subtract the timestamp option we always send).
+    fn set_send_mss(&mut self, peer_mss: usize) {
+        let ours = usize::from(self.cfg.mss);
+        let options = if self.timestamps.is_some() {
+            TIMESTAMP_OPTION_LEN
+        } else {
+            0
+        };
+        self.send_mss = peer_mss.min(ours).saturating_sub(options).max(64);
+        self.cc.set_mss(self.send_mss);
+    }
+
+    // ------------------------------------------------------------------
+    // Accessors
+    // ------------------------------------------------------------------
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn local(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    pub fn remote(&self) -> SocketAddrV4 {
+        self.remote
+    }
+
+    /// Why the connection closed, if it did not close normally.
+    pub fn error(&self) -> Option<Error> {
+        self.error
+    }
+
+    /// Whether the connection is gone and has nothing left to send: its
+    /// slot can be freed.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed && self.rst_pending.is_none()
+    }
+
+    /// Events since the last call.
+    pub fn take_events(&mut self) -> Events {
+        std::mem::take(&mut self.events)
+    }
+
+    pub fn status(&self) -> Status {
+        Status {
+            state: self.state,
+            local: self.local,
+            remote: self.remote,
+            send_queued: self.send_buf.len(),
+            recv_queued: self.recv_buf.len(),
+            srtt: self.rtt.srtt(),
+            rto: self.rtt.rto(),
+            cwnd: self.cc.window(),
+            ssthresh: self.cc.ssthresh(),
+            send_window: self.snd_wnd,
+            retransmits: self.retransmits,
+            send_mss: self.send_mss,
+            timestamps: self.timestamps.is_some(),
+            sack: self.sack,
+            window_scale: self
+                .window_scaling
+                .then_some((self.rcv_wscale, self.snd_wscale)),
+        }
+    }
+
+    /// Whether urgent data was signalled that has not yet been read past
+    /// (RFC 9293 §3.8.5, RFC 6093: we deliver it inline).
+    pub fn urgent_pending(&self) -> bool {
+        self.rcv_up.is_some_and(|up| {
+            let read_up_to = self.rcv_nxt - self.recv_buf.len();
+            up > read_up_to
+        })
+    }
+
+    /// Sets Nagle's algorithm for this connection (RFC 9293 §3.7.4).
+    pub fn set_nagle(&mut self, on: bool) {
+        self.cfg.nagle = on;
+    }
+
+    /// Sets or clears keepalive probing for this connection.
+    pub fn set_keepalive(&mut self, keepalive: Option<super::config::KeepAlive>, now: Instant) {
+        self.cfg.keepalive = keepalive;
+        self.keepalive_probes = 0;
+        self.keepalive_at = keepalive
+            .filter(|_| self.state.is_synchronized())
+            .map(|k| now + k.idle);
+    }
+
+    // ------------------------------------------------------------------
+    // User calls (RFC 9293 §3.10)
+    // ------------------------------------------------------------------
+
+    /// SEND: queues as much of `data` as the send buffer takes and returns
+    /// how much (0 when full: wait for [`Events::WRITABLE`]).
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
+        match self.state {
+            State::Closed => Err(self.error.unwrap_or(Error::DoesNotExist)),
+            State::FinWait1
+            | State::FinWait2
+            | State::Closing
+            | State::LastAck
+            | State::TimeWait => Err(Error::Closing),
+            _ if self.fin_queued => Err(Error::Closing),
+            // SYN-SENT and SYN-RECEIVED queue data for after the handshake.
+            _ => Ok(self.send_buf.enqueue_slice(data)),
+        }
+    }
+
+    /// Room in the send buffer.
+    pub fn send_capacity(&self) -> usize {
+        self.send_buf.window()
+    }
+
+    /// RECEIVE: copies received bytes out. `Ok(0)` with a non-empty `out`
+    /// means nothing is buffered now; after the peer's FIN and once
+    /// everything was read, the error is "connection closing".
+    pub fn recv(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+        let n = self.recv_buf.dequeue_slice(out);
+        if n > 0 {
+            self.after_read();
+            return Ok(n);
+        }
+        self.recv_status()
+    }
+
+    /// The received bytes as up to two borrowed slices, without copying;
+    /// follow with [`Connection::consume`].
+    pub fn readable(&self) -> (&[u8], &[u8]) {
+        self.recv_buf.readable()
+    }
+
+    /// Marks `n` received bytes as read.
+    pub fn consume(&mut self, n: usize) -> usize {
+        let n = self.recv_buf.dequeue_allocated(n);
+        if n > 0 {
+            self.after_read();
+        }
+        n
+    }
+
+    fn recv_status(&self) -> Result<usize, Error> {
+        match self.state {
+            State::Closed => Err(self.error.unwrap_or(Error::DoesNotExist)),
+            State::CloseWait | State::LastAck | State::Closing | State::TimeWait => {
+                Err(Error::Closing)
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// Window update after the application read: RFC 9293 §3.8.6.2.2
+    /// receiver SWS avoidance — announce only an increase of at least
+    /// min(buffer / 2, MSS).
+    fn after_read(&mut self) {
+        if !self.state.is_synchronized() || self.fin_received() {
+            return;
+        }
+        let advertised = self.rcv_adv.distance_from(self.rcv_nxt).max(0) as usize;
+        let available = self.recv_buf.window();
+        let threshold = (self.recv_buf.capacity() / 2).min(usize::from(self.cfg.mss));
+        if available >= advertised + threshold {
+            self.ack_now = true;
+        }
+    }
+
+    fn fin_received(&self) -> bool {
+        matches!(
+            self.state,
+            State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+        )
+    }
+
+    /// CLOSE (RFC 9293 §3.10.4): no more sends; a FIN follows the queued
+    /// data. The connection lives on until both sides are done.
+    pub fn close(&mut self) -> Result<(), Error> {
+        match self.state {
+            State::Closed => Err(self.error.unwrap_or(Error::DoesNotExist)),
+            State::SynSent => {
+                self.enter_closed(None);
+                Ok(())
+            }
+            State::SynReceived => {
+                // The FIN goes out once ESTABLISHED (RFC 9293: "queue for
+                // processing after entering ESTABLISHED state").
+                self.fin_queued = true;
+                Ok(())
+            }
+            State::Established => {
+                self.fin_queued = true;
+                self.state = State::FinWait1;
+                Ok(())
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.state = State::LastAck;
+                Ok(())
+            }
+            State::FinWait1
+            | State::FinWait2
+            | State::Closing
+            | State::LastAck
+            | State::TimeWait => Err(Error::Closing),
+        }
+    }
+
+    /// CLOSE for an application that will not read again: as `close`, but
+    /// data arriving afterwards gets a RST, and FIN-WAIT-2 is bounded by
+    /// `fin_wait_2_timeout`.
+    pub fn close_orphan(&mut self) -> Result<(), Error> {
+        self.orphaned = true;
+        if !self.recv_buf.is_empty() && self.state.is_synchronized() {
+            // Unread data: RFC 9293 §3.10.4 (RFC 1122 §4.2.2.13) says reset.
+            self.abort();
+            return Ok(());
+        }
+        self.close()
+    }
+
+    /// ABORT (RFC 9293 §3.10.5): queued data is dropped; a synchronized
+    /// connection sends a RST.
+    pub fn abort(&mut self) {
+        if matches!(
+            self.state,
+            State::SynReceived
+                | State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+        ) {
+            self.rst_pending = Some((self.snd_nxt, None));
+        }
+        self.enter_closed(None);
+    }
+
+    fn enter_closed(&mut self, error: Option<Error>) {
+        if self.state != State::Closed {
+            self.state = State::Closed;
+            self.error = self.error.or(error);
+            self.events.insert(Events::CLOSED);
+        }
+        self.send_buf.clear();
+        self.rto_at = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+        self.delayed_ack_at = None;
+        self.close_at = None;
+        self.ack_now = false;
+    }
+
+    // ------------------------------------------------------------------
+    // Segment arrival (RFC 9293 §3.10.7)
+    // ------------------------------------------------------------------
+
+    /// Processes one segment for this connection. Returns a segment to send
+    /// at once when the RFC asks for a reset or an immediate reply that
+    /// carries no state (the rest go out with [`Connection::dispatch`]).
+    pub fn process(&mut self, now: Instant, seg: &TcpRepr) -> Option<TcpRepr<'static>> {
+        match self.state {
+            State::Closed => None,
+            State::SynSent => self.process_syn_sent(now, seg),
+            _ => self.process_synchronized(now, seg),
+        }
+    }
+
+    /// RFC 9293 §3.10.7.3, SYN-SENT.
+    fn process_syn_sent(&mut self, now: Instant, seg: &TcpRepr) -> Option<TcpRepr<'static>> {
+        // First: the ACK bit.
+        if let Some(ack) = seg.ack_number {
+            if ack <= self.iss || ack > self.snd_max {
+                if seg.control == TcpControl::Rst {
+                    return None;
+                }
+                return Some(self.reset_reply(ack, None));
+            }
+        }
+        // Second: RST, acceptable only with an acceptable ACK (RFC 5961 §3.2
+        // keeps this rule for SYN-SENT).
+        if seg.control == TcpControl::Rst {
+            if seg.ack_number.is_some() {
+                self.enter_closed(Some(Error::Refused));
+            }
+            return None;
+        }
+        // Fourth: SYN.
+        if seg.control != TcpControl::Syn {
+            return None;
+        }
+        self.irs = seg.seq_number;
+        self.rcv_nxt = seg.seq_number + 1;
+        // Our SYN offered this much, unscaled.
+        self.rcv_adv = self.rcv_nxt + self.recv_buf.window().min(usize::from(u16::MAX));
+        self.negotiate(seg, now);
+        self.snd_wl1 = seg.seq_number;
+        match seg.ack_number {
+            Some(ack) => {
+                // Our SYN is acknowledged: ESTABLISHED.
+                self.snd_una = ack;
+                self.snd_wnd = usize::from(seg.window_len);
+                self.max_snd_wnd = self.snd_wnd;
+                self.snd_wl2 = ack;
+                self.ack_sample(now, seg, ack);
+                self.rto_at = None;
+                self.timeouts = 0;
+                self.unacked_since = None;
+                self.enter_established(now);
+                self.ack_now = true;
+            }
+            None => {
+                // Simultaneous open: SYN-RECEIVED, answer with SYN-ACK
+                // (our SYN again, with the same ISS).
+                self.state = State::SynReceived;
+                self.snd_wnd = usize::from(seg.window_len);
+                self.max_snd_wnd = self.snd_wnd;
+                self.snd_nxt = self.iss;
+            }
+        }
+        None
+    }
+
+    fn enter_established(&mut self, now: Instant) {
+        self.state = State::Established;
+        self.events.insert(Events::CONNECTED);
+        if self.send_buf.window() > 0 {
+            self.events.insert(Events::WRITABLE);
+        }
+        self.keepalive_at = self.cfg.keepalive.map(|k| now + k.idle);
+        if self.fin_queued {
+            self.state = State::FinWait1;
+        }
+    }
+
+    /// RFC 9293 §3.10.7.4, every state after SYN-SENT.
+    fn process_synchronized(&mut self, now: Instant, seg: &TcpRepr) -> Option<TcpRepr<'static>> {
+        if let Some(k) = self.cfg.keepalive {
+            self.keepalive_at = Some(now + k.idle);
+            self.keepalive_probes = 0;
+        }
+        // PAWS (RFC 7323 §5.3) before the sequence check.
+        if let (Some(ts), Some(seg_ts)) = (self.timestamps, seg.timestamp) {
+            let stale = (seg_ts.tsval.wrapping_sub(ts.recent) as i32) < 0;
+            if stale && seg.control != TcpControl::Rst {
+                if now.saturating_duration_since(ts.recent_at) > PAWS_IDLE {
+                    // An idle connection's TS.Recent is invalid (RFC 7323 §5.5).
+                    if let Some(t) = self.timestamps.as_mut() {
+                        t.recent = seg_ts.tsval;
+                        t.recent_at = now;
+                    }
+                } else {
+                    self.ack_now = true;
+                    return None;
+                }
+            }
+        }
+
+        // First: sequence number acceptability.
+        if !self.segment_acceptable(seg) {
+            if seg.control != TcpControl::Rst {
+                // RFC 9293: send an ACK (and drop); in TIME-WAIT the same.
+                self.ack_now = true;
+            }
+            return None;
+        }
+
+        // Second: RST (RFC 5961 §3.2).
+        if seg.control == TcpControl::Rst {
+            if seg.seq_number == self.rcv_nxt {
+                match self.state {
+                    // From a passive open the listener simply forgets it.
+                    State::SynReceived => self.enter_closed(Some(Error::Refused)),
+                    State::Closing | State::LastAck | State::TimeWait => self.enter_closed(None),
+                    _ => self.enter_closed(Some(Error::Reset)),
+                }
+            } else {
+                // In the window but not exact: challenge ACK.
+                self.ack_now = true;
+            }
+            return None;
+        }
+
+        // Fourth: SYN in a synchronized state (RFC 5961 §4: challenge ACK).
+        if seg.control == TcpControl::Syn {
+            if self.state == State::SynReceived && seg.seq_number == self.irs {
+                // Our SYN-ACK was lost: send it again.
+                self.snd_nxt = self.iss;
+                return None;
+            }
+            self.ack_now = true;
+            return None;
+        }
+
+        // Fifth: the ACK field.
+        // Without ACK the segment is dropped (RFC 9293 fifth step).
+        let ack = seg.ack_number?;
+        if self.state == State::SynReceived {
+            if ack <= self.snd_una || ack > self.snd_max {
+                return Some(self.reset_reply(ack, None));
+            }
+            // The handshake's last step.
+            self.snd_una = self.iss + 1;
+            self.snd_wnd = usize::from(seg.window_len) << self.snd_wscale;
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            self.snd_wl1 = seg.seq_number;
+            self.snd_wl2 = ack;
+            self.ack_sample(now, seg, self.iss + 1);
+            self.rto_at = None;
+            self.timeouts = 0;
+            self.unacked_since = None;
+            self.enter_established(now);
+        }
+        // RFC 5961 §5.2: acceptable ACKs lie in
+        // [SND.UNA - MAX.SND.WND, SND.MAX].
+        let oldest_ok = self.snd_una - self.max_snd_wnd.min(i32::MAX as usize / 2);
+        if ack < oldest_ok {
+            self.ack_now = true;
+            return None;
+        }
+        if ack > self.snd_max {
+            self.ack_now = true;
+            return None;
+        }
+        self.update_timestamp(seg);
+        self.process_ack(now, seg, ack);
+        if self.state == State::Closed {
+            return None;
+        }
+
+        // Sixth: URG (RFC 9293 §3.10.7.4, RFC 6093).
+        if let Some(up) = seg.urgent_pointer {
+            let end = seg.seq_number + usize::from(up);
+            self.rcv_up = Some(self.rcv_up.map_or(end, |u| u.max(end)));
+        }
+
+        // Seventh: segment text; eighth: FIN.
+        let data_ok = matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        );
+        if !seg.payload.is_empty() && data_ok && self.orphaned {
+            // Nobody will read it (RFC 9293 §3.10.7.4, seventh step note).
+            self.rst_pending = Some((self.snd_nxt, None));
+            self.enter_closed(Some(Error::Reset));
+            return None;
+        }
+        if data_ok && (!seg.payload.is_empty() || seg.control == TcpControl::Fin) {
+            self.receive_text(now, seg);
+        } else if seg.control == TcpControl::Fin && self.state == State::TimeWait {
+            // A retransmitted FIN: acknowledge and restart 2 MSL.
+            self.ack_now = true;
+            self.close_at = Some(now + self.cfg.time_wait);
+        } else if seg.control == TcpControl::Fin
+            && matches!(
+                self.state,
+                State::CloseWait | State::Closing | State::LastAck
+            )
+        {
+            self.ack_now = true;
+        }
+        None
+    }
+
+    /// RFC 9293 §3.10.7.4's acceptability table.
+    fn segment_acceptable(&self, seg: &TcpRepr) -> bool {
+        let len = seg.payload.len() + seg.control.sequence_len();
+        let wnd = self.rcv_adv.distance_from(self.rcv_nxt).max(0) as usize;
+        let seq = seg.seq_number;
+        let in_window = |s: SeqNumber| s >= self.rcv_nxt && s < self.rcv_nxt + wnd;
+        match (len, wnd) {
+            (0, 0) => seq == self.rcv_nxt,
+            (0, _) => in_window(seq),
+            (_, 0) => false,
+            (_, _) => in_window(seq) || in_window(seq + (len - 1)),
+        }
+    }
+
+    /// RFC 7323 §4.3 (2): TS.Recent follows the segment that starts at or
+    /// before the last ACK we sent.
+    fn update_timestamp(&mut self, seg: &TcpRepr) {
+        if let (Some(ts), Some(seg_ts)) = (self.timestamps.as_mut(), seg.timestamp) {
+            if (seg_ts.tsval.wrapping_sub(ts.recent) as i32) >= 0
+                && seg.seq_number <= self.last_ack_sent
+            {
+                ts.recent = seg_ts.tsval;
+            }
+        }
+    }
+
+    /// An RTT sample for an ACK of `acked_to`: from the echoed timestamp,
+    /// or from the one timed segment (Karn: never from a retransmission).
+    fn ack_sample(&mut self, now: Instant, seg: &TcpRepr, acked_to: SeqNumber) {
+        let sample = match (self.timestamps, seg.timestamp) {
+            (Some(ts), Some(seg_ts)) if seg_ts.tsecr != 0 => {
+                let ms = self.ts_clock(now, ts).wrapping_sub(seg_ts.tsecr);
+                (ms < 1 << 30).then(|| Duration::from_millis(u64::from(ms)))
+            }
+            _ => match self.rtt_probe {
+                Some((seq, sent)) if acked_to > seq => {
+                    self.rtt_probe = None;
+                    Some(now.saturating_duration_since(sent))
+                }
+                _ => None,
+            },
+        };
+        if let Some(rtt) = sample {
+            self.rtt.sample(rtt);
+        }
+    }
+
+    fn ts_clock(&self, now: Instant, ts: Timestamps) -> u32 {
+        ((now.total_micros() / 1000) as u32).wrapping_add(ts.offset)
+    }
+
+    /// The ACK of the fifth step, from ESTABLISHED on.
+    fn process_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber) {
+        let fin_seq = self.fin_seq();
+        // SACK blocks update the scoreboard first (RFC 6675 §4).
+        if self.sack {
+            for &(left, right) in seg.sack_ranges.iter().flatten() {
+                let (l, r) = (SeqNumber(left), SeqNumber(right));
+                if l >= self.snd_una && r <= self.snd_max && l < r {
+                    self.scoreboard.add(l, r);
+                }
+            }
+        }
+        let window = usize::from(seg.window_len) << self.snd_wscale;
+        if ack > self.snd_una {
+            // SYN and FIN occupy a sequence number but no buffer byte.
+            let mut acked = span(ack, self.snd_una);
+            let fin_acked = fin_seq.is_some_and(|f| ack > f);
+            if fin_acked {
+                acked -= 1;
+            }
+            let freed = self.send_buf.dequeue_allocated(acked);
+            self.ack_sample(now, seg, ack);
+            self.snd_una = ack;
+            if self.snd_nxt < ack {
+                self.snd_nxt = ack;
+            }
+            self.scoreboard.advance(ack);
+            self.timeouts = 0;
+            self.rtt.reset_backoff();
+            self.persist_backoff = 0;
+            if freed > 0 {
+                self.events.insert(Events::WRITABLE);
+            }
+            match self.recovery {
+                Some(recover) if ack >= recover => {
+                    // Full acknowledgement: recovery ends (RFC 6582 §3.2 step 3).
+                    self.recovery = None;
+                    self.dupacks = 0;
+                    let flight = span(self.snd_max, self.snd_una);
+                    self.cc.on_recovery_exit(flight);
+                }
+                Some(_) => {
+                    // Partial acknowledgement: the next hole was lost too
+                    // (RFC 6582 §3.2 step 4; RFC 6675 keeps going through
+                    // holes in dispatch).
+                    if !self.sack {
+                        self.rexmit_una = true;
+                    }
+                    self.rexmit_next = self.rexmit_next.max(ack);
+                }
+                None => {
+                    self.dupacks = 0;
+                    let flight = span(self.snd_max, self.snd_una);
+                    self.cc.on_ack(now, freed, self.rtt.srtt(), flight);
+                }
+            }
+            // The retransmission timer restarts for what is still out
+            // (RFC 6298 §5.3), or stops (§5.2).
+            if self.snd_una == self.snd_max {
+                self.rto_at = None;
+                self.unacked_since = None;
+            } else {
+                self.rto_at = Some(now + self.rtt.rto());
+                self.unacked_since = Some(now);
+            }
+            if fin_acked {
+                self.our_fin_acked(now);
+            }
+        } else if ack == self.snd_una
+            && seg.payload.is_empty()
+            && seg.control == TcpControl::None
+            && window == self.snd_wnd
+            && self.snd_max > self.snd_una
+        {
+            // A duplicate ACK (RFC 5681 §2's definition).
+            self.dupacks += 1;
+            if self.recovery.is_none() && self.dupacks == DUPACK_THRESHOLD {
+                self.enter_recovery(now);
+            }
+            // In NewReno recovery each further duplicate inflates the window
+            // by one MSS (RFC 5681 §3.2 step 4): see `send_window_limit`.
+        }
+        // Window update (RFC 9293 §3.10.7.4, fifth step).
+        if self.snd_wl1 < seg.seq_number || (self.snd_wl1 == seg.seq_number && self.snd_wl2 <= ack)
+        {
+            let was_zero = self.snd_wnd == 0;
+            self.snd_wnd = window;
+            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            self.snd_wl1 = seg.seq_number;
+            self.snd_wl2 = ack;
+            if window > 0 {
+                self.persist_at = None;
+                if was_zero {
+                    self.persist_backoff = 0;
+                }
+            }
+        }
+    }
+
+    /// RFC 5681 §3.2 / RFC 6675 §5: three duplicate ACKs (or SACK showing
+    /// as much) mean the segment at SND.UNA was lost.
+    fn enter_recovery(&mut self, now: Instant) {
+        let flight = span(self.snd_max, self.snd_una);
+        self.recovery = Some(self.snd_max);
+        self.cc.on_congestion_event(now, flight);
+        self.rexmit_next = self.snd_una;
+        self.rexmit_una = true;
+        self.rtt_probe = None;
+    }
+
+    /// The sequence number of our FIN, once CLOSE was called.
+    fn fin_seq(&self) -> Option<SeqNumber> {
+        self.fin_queued.then(|| self.snd_una + self.send_buf.len())
+    }
+
+    fn our_fin_acked(&mut self, now: Instant) {
+        match self.state {
+            State::FinWait1 => {
+                self.state = State::FinWait2;
+                if self.orphaned {
+                    self.close_at = self.cfg.fin_wait_2_timeout.map(|t| now + t);
+                }
+            }
+            State::Closing => self.enter_time_wait(now),
+            State::LastAck => self.enter_closed(None),
+            _ => {}
+        }
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.close_at = Some(now + self.cfg.time_wait);
+        self.rto_at = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+    }
+
+    /// Seventh and eighth steps: data and FIN into the receive buffer,
+    /// through the reassembly bookkeeping for out-of-order arrivals.
+    fn receive_text(&mut self, now: Instant, seg: &TcpRepr) {
+        let mut payload = seg.payload;
+        let mut seq = seg.seq_number;
+        // Trim what we already have (RFC 9293: "the segment may be
+        // trimmed").
+        if seq < self.rcv_nxt {
+            let skip = span(self.rcv_nxt, seq).min(payload.len());
+            payload = &payload[skip..];
+            seq += skip;
+        }
+        let offset = span(seq, self.rcv_nxt);
+        // Trim what does not fit the buffer.
+        let room = self.recv_buf.window().saturating_sub(offset);
+        let truncated = payload.len() > room;
+        if truncated {
+            payload = &payload[..room];
+        }
+        let was_out_of_order = !self.assembler.is_empty();
+        if !payload.is_empty() {
+            if self.assembler.add(offset, payload.len()).is_err() {
+                if offset > 0 {
+                    // Too many holes: drop it; the peer will send it again.
+                    self.ack_now = true;
+                    return;
+                }
+                // In-order data must always get in, or nothing ever would:
+                // forget the out-of-order ranges (RFC 2018 §8 lets a
+                // receiver renege; the sender keeps SACKed data until it is
+                // cumulatively acknowledged) and take it.
+                self.assembler.clear();
+                let _ = self.assembler.add(0, payload.len());
+            }
+            self.recv_buf.write_unallocated(offset, payload);
+            let ready = self.assembler.remove_front();
+            if ready > 0 {
+                self.recv_buf.enqueue_unallocated(ready);
+                self.rcv_nxt += ready;
+                self.events.insert(Events::READABLE);
+            }
+        }
+        if seg.control == TcpControl::Fin && !truncated {
+            self.fin_at = Some(seg.seq_number + seg.payload.len());
+        }
+        // Acknowledgement policy (RFC 9293 §3.8.6.3, RFC 5681 §4.2): at once
+        // for out-of-order data or for data that fills a hole; otherwise
+        // every second full-sized segment, or after the delayed-ACK timer.
+        if offset > 0 || was_out_of_order || truncated {
+            self.ack_now = true;
+        } else {
+            self.segments_unacked += 1;
+            if self.segments_unacked >= 2 {
+                self.ack_now = true;
+            } else if self.delayed_ack_at.is_none() {
+                self.delayed_ack_at = Some(now + self.cfg.delayed_ack);
+            }
+        }
+        if self.fin_at == Some(self.rcv_nxt) && self.assembler.is_empty() {
+            self.fin_at = None;
+            self.rcv_nxt += 1;
+            self.ack_now = true;
+            self.events.insert(Events::PEER_CLOSED | Events::READABLE);
+            match self.state {
+                State::Established => self.state = State::CloseWait,
+                State::FinWait1 => {
+                    // Simultaneous close: our FIN is not acknowledged yet.
+                    self.state = State::Closing;
+                }
+                State::FinWait2 => self.enter_time_wait(now),
+                _ => {}
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Timers and output
+    // ------------------------------------------------------------------
+
+    /// The next time [`Connection::dispatch`] has work; `now` or earlier
+    /// when it has something to send already.
+    pub fn poll_at(&self, now: Instant) -> Option<Instant> {
+        if self.rst_pending.is_some() {
+            return Some(now);
+        }
+        if self.state == State::Closed {
+            return None;
+        }
+        if self.ack_now || self.can_send_now() {
+            return Some(now);
+        }
+        [
+            self.rto_at,
+            self.delayed_ack_at,
+            self.persist_at,
+            self.keepalive_at,
+            self.close_at,
+            self.user_timeout_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn user_timeout_at(&self) -> Option<Instant> {
+        Some(self.unacked_since? + self.cfg.user_timeout?)
+    }
+
+    /// Whether a segment would go out right now without any timer.
+    fn can_send_now(&self) -> bool {
+        match self.state {
+            State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
+            State::Closed | State::TimeWait => false,
+            _ => self.rexmit_una || self.next_data(Instant::ZERO).is_some(),
+        }
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        if self.close_at.is_some_and(|t| t <= now) {
+            self.close_at = None;
+            match self.state {
+                State::TimeWait => self.enter_closed(None),
+                // An orphan's FIN-WAIT-2 ran out: drop quietly (Linux sends
+                // a RST; the peer has stopped talking to us anyway).
+                State::FinWait2 => self.enter_closed(None),
+                _ => {}
+            }
+            return;
+        }
+        if self.user_timeout_at().is_some_and(|t| t <= now) {
+            self.rst_pending = Some((self.snd_nxt, None));
+            self.enter_closed(Some(Error::TimedOut));
+            return;
+        }
+        if self.delayed_ack_at.is_some_and(|t| t <= now) {
+            self.delayed_ack_at = None;
+            self.ack_now = true;
+        }
+        if self.rto_at.is_some_and(|t| t <= now) {
+            self.on_retransmit_timeout(now);
+        }
+        if self.persist_at.is_some_and(|t| t <= now) {
+            self.persist_at = None;
+            self.persist_backoff += 1;
+            // A window probe: sent in dispatch as a segment below SND.UNA.
+            self.probe_due = true;
+        }
+        if self.keepalive_at.is_some_and(|t| t <= now) {
+            if let Some(k) = self.cfg.keepalive {
+                if self.keepalive_probes >= k.probes {
+                    self.enter_closed(Some(Error::TimedOut));
+                    return;
+                }
+                self.keepalive_probes += 1;
+                self.probe_due = true;
+                self.keepalive_at = Some(now + k.interval);
+            } else {
+                self.keepalive_at = None;
+            }
+        }
+    }
+
+    /// RFC 6298 §5.4–5.7 and RFC 5681 §3.1: retransmit from SND.UNA with a
+    /// one-segment window, back the timer off.
+    fn on_retransmit_timeout(&mut self, now: Instant) {
+        self.rto_at = None;
+        let limit = match self.state {
+            State::SynSent => self.cfg.syn_retries,
+            State::SynReceived => self.cfg.synack_retries,
+            _ => self.cfg.max_retransmits,
+        };
+        if self.timeouts >= limit {
+            if self.state.is_synchronized() {
+                self.rst_pending = Some((self.snd_nxt, None));
+            }
+            self.enter_closed(Some(Error::TimedOut));
+            return;
+        }
+        self.timeouts += 1;
+        self.rtt.backoff();
+        self.rtt_probe = None;
+        match self.state {
+            State::SynSent | State::SynReceived => self.snd_nxt = self.iss,
+            _ => {
+                let flight = span(self.snd_max, self.snd_una);
+                self.cc.on_retransmit_timeout(now, flight);
+                self.recovery = None;
+                self.dupacks = 0;
+                self.rexmit_una = false;
+                // RFC 6675 §5.1: the scoreboard may be kept; we clear it, as
+                // the receiver may renege, and go back to SND.UNA.
+                self.scoreboard.clear();
+                self.snd_nxt = self.snd_una;
+            }
+        }
+    }
+
+    /// Emits every segment that is due, in order, through `emit`; stops at
+    /// the first transmit error (the rest go on the next call).
+    pub fn dispatch<F>(&mut self, now: Instant, mut emit: F) -> Result<(), TxError>
+    where
+        F: FnMut(&TcpRepr) -> Result<(), TxError>,
+    {
+        if let Some((seq, ack)) = self.rst_pending {
+            let rst = self.reset_reply(seq, ack);
+            emit(&rst)?;
+            self.rst_pending = None;
+            return Ok(());
+        }
+        if self.state == State::Closed {
+            return Ok(());
+        }
+        self.on_timers(now);
+        if self.rst_pending.is_some() || self.state == State::Closed {
+            return self.dispatch(now, emit);
+        }
+        match self.state {
+            State::SynSent | State::SynReceived => {
+                if self.snd_nxt == self.iss {
+                    let syn = self.syn_repr(now);
+                    emit(&syn)?;
+                    if self.state == State::SynReceived {
+                        let edge = self.rcv_nxt + usize::from(syn.window_len);
+                        self.rcv_adv = self.rcv_adv.max(edge);
+                        self.last_ack_sent = self.rcv_nxt;
+                    }
+                    self.sent(now, self.iss, 1, false);
+                }
+                // Before the handshake completes there is nothing to
+                // acknowledge with a bare ACK (the SYN-ACK carries it).
+                self.ack_now = false;
+                self.delayed_ack_at = None;
+                return Ok(());
+            }
+            _ => {}
+        }
+        let mut sent_any = false;
+        // Probes (zero window, keepalive): one segment below SND.UNA that
+        // the peer must acknowledge (RFC 9293 §3.8.6.1, RFC 1122
+        // §4.2.3.6); Linux's form.
+        if std::mem::take(&mut self.probe_due) {
+            let mut probe = self.ack_repr(now);
+            probe.seq_number = self.snd_una - 1;
+            emit(&probe)?;
+            self.ack_sent();
+            sent_any = true;
+            if self.snd_wnd == 0 && self.persist_backoff > 0 {
+                self.arm_persist(now);
+            }
+        }
+        // NewReno's retransmission of the segment at SND.UNA.
+        if self.rexmit_una {
+            let seq = self.snd_una;
+            if self.emit_data(now, seq, &mut emit)? > 0 {
+                sent_any = true;
+            }
+            self.rexmit_una = false;
+        }
+        // SACK recovery: holes first, then new data, while the pipe allows.
+        while self.recovery.is_some() && self.sack {
+            let Some(hole) = self.next_hole() else {
+                break;
+            };
+            if self.pipe() >= self.cc.window() {
+                break;
+            }
+            let n = self.emit_data(now, hole, &mut emit)?;
+            if n == 0 {
+                break;
+            }
+            self.rexmit_next = hole + n;
+            sent_any = true;
+        }
+        while let Some((seq, _, _)) = self.next_data(now) {
+            if self.emit_data(now, seq, &mut emit)? == 0 {
+                break;
+            }
+            sent_any = true;
+        }
+        // Zero window with data waiting and nothing in flight: persist.
+        if self.snd_wnd == 0
+            && self.unsent() > 0
+            && self.snd_max == self.snd_una
+            && self.persist_at.is_none()
+        {
+            self.arm_persist(now);
+        }
+        if self.ack_now && !sent_any {
+            let ack = self.ack_repr(now);
+            emit(&ack)?;
+            self.ack_sent();
+        }
+        Ok(())
+    }
+
+    fn arm_persist(&mut self, now: Instant) {
+        let base = self.rtt.rto();
+        let backoff = base.saturating_mul(1 << self.persist_backoff.min(10));
+        self.persist_at = Some(now + backoff.min(self.cfg.max_rto));
+    }
+
+    /// Bytes queued and not yet sent.
+    fn unsent(&self) -> usize {
+        let sent = span(self.snd_nxt, self.snd_una).min(self.send_buf.len());
+        self.send_buf.len() - sent
+    }
+
+    /// RFC 6675's pipe, simplified: bytes sent and neither acknowledged nor
+    /// SACKed.
+    fn pipe(&self) -> usize {
+        (span(self.snd_max, self.snd_una)).saturating_sub(self.scoreboard.sacked_bytes())
+    }
+
+    /// The first unSACKed byte at or after `rexmit_next` below the highest
+    /// SACKed one: the next hole to fill (RFC 6675 §4 NextSeg (1)).
+    fn next_hole(&self) -> Option<SeqNumber> {
+        let from = self.rexmit_next.max(self.snd_una);
+        let high = self.scoreboard.highest()?;
+        self.scoreboard.next_unsacked(from).filter(|&s| s < high)
+    }
+
+    /// How far new data may go: SND.UNA plus the smaller of the peer's
+    /// window and the congestion window (inflated by duplicate ACKs in
+    /// NewReno recovery, RFC 5681 §3.2 step 4).
+    fn send_window_limit(&self) -> SeqNumber {
+        let mut cwnd = self.cc.window();
+        if self.recovery.is_some() && !self.sack {
+            cwnd += self.dupacks.saturating_sub(DUPACK_THRESHOLD) as usize * self.send_mss;
+        }
+        if self.recovery.is_some() && self.sack {
+            // RFC 6675: limited by the pipe, not by SND.UNA + cwnd.
+            let room = cwnd.saturating_sub(self.pipe());
+            return self.snd_max
+                + room.min(
+                    self.snd_wnd
+                        .saturating_sub(span(self.snd_max, self.snd_una)),
+                );
+        }
+        self.snd_una + self.snd_wnd.min(cwnd)
+    }
+
+    /// The next data (or FIN) segment to send from SND.NXT, if the windows,
+    /// Nagle and sender SWS avoidance (RFC 9293 §3.8.6.2.1) allow:
+    /// (sequence, length, carries FIN).
+    fn next_data(&self, _now: Instant) -> Option<(SeqNumber, usize, bool)> {
+        if !matches!(
+            self.state,
+            State::Established
+                | State::FinWait1
+                | State::CloseWait
+                | State::Closing
+                | State::LastAck
+        ) {
+            return None;
+        }
+        let mut seq = self.snd_nxt;
+        // Skip what the peer has SACKed (after a timeout we go back over
+        // ground it already holds).
+        if seq < self.snd_max {
+            if let Some(end) = self.scoreboard.sacked_end(seq) {
+                seq = end;
+            }
+        }
+        let offset = span(seq, self.snd_una);
+        let queued = self.send_buf.len();
+        let fin_seq = self.fin_seq();
+        let fin_unsent = fin_seq.is_some_and(|f| seq <= f) && self.fin_queued;
+        let unsent = queued.saturating_sub(offset);
+        if unsent == 0 && !fin_unsent {
+            return None;
+        }
+        let limit = self.send_window_limit();
+        let room = limit.distance_from(seq).max(0) as usize;
+        let len = unsent.min(room).min(self.send_mss);
+        let fin = fin_unsent && len == unsent;
+        // A bare FIN, like data, waits for room in both windows.
+        if len == 0 && (!fin || room == 0) {
+            return None;
+        }
+        // Sender SWS avoidance and Nagle: a short segment waits unless it
+        // is all there is and nothing is in flight (Nagle) or Nagle is off;
+        // and it never goes out merely because the window is small.
+        if len < self.send_mss && !fin {
+            let window_limited = len < unsent;
+            if window_limited && len < self.max_snd_wnd / 2 {
+                return None;
+            }
+            if self.cfg.nagle && self.snd_max > self.snd_una && !window_limited {
+                return None;
+            }
+        }
+        Some((seq, len, fin))
+    }
+
+    /// Sends one data segment starting at `seq` (new or retransmitted) and
+    /// returns the sequence space it used (0 if nothing could be sent).
+    fn emit_data<F>(&mut self, now: Instant, seq: SeqNumber, emit: &mut F) -> Result<usize, TxError>
+    where
+        F: FnMut(&TcpRepr) -> Result<(), TxError>,
+    {
+        let offset = span(seq, self.snd_una);
+        let queued = self.send_buf.len();
+        if offset > queued {
+            return Ok(0);
+        }
+        let is_new = seq >= self.snd_max;
+        let base = self.ack_repr_base(now);
+        // SACK blocks take room from the payload, as Linux's
+        // tcp_current_mss: the segment must still fit the peer's MSS
+        // (RFC 9293 §3.7.1 counts options against it).
+        let sack_blocks = base.sack_ranges.iter().flatten().count();
+        let sack_room = if sack_blocks > 0 {
+            4 + 8 * sack_blocks
+        } else {
+            0
+        };
+        let mut max = self.send_mss.saturating_sub(sack_room).max(1);
+        if is_new {
+            let room = self.send_window_limit().distance_from(seq).max(0) as usize;
+            max = max.min(room);
+        }
+        let fin_seq = self.fin_seq();
+        let (len, fin) = {
+            let data = self.send_buf.get_allocated(offset, max);
+            let len = data.len();
+            let fin = fin_seq.is_some_and(|f| seq + len == f);
+            if len == 0 && !fin {
+                return Ok(0);
+            }
+            let mut repr = base;
+            repr.seq_number = seq;
+            repr.payload = data;
+            repr.control = if fin {
+                TcpControl::Fin
+            } else if offset + len == queued {
+                TcpControl::Psh
+            } else {
+                TcpControl::None
+            };
+            emit(&repr)?;
+            (len, fin)
+        };
+        let used = len + usize::from(fin);
+        self.ack_sent();
+        self.sent(now, seq, used, !is_new);
+        Ok(used)
+    }
+
+    /// Bookkeeping after a segment using `len` sequence numbers from `seq`
+    /// went out.
+    fn sent(&mut self, now: Instant, seq: SeqNumber, len: usize, retransmission: bool) {
+        let end = seq + len;
+        if retransmission || end <= self.snd_max {
+            self.retransmits += 1;
+            if self.rtt_probe.is_some_and(|(s, _)| s >= seq && s < end) {
+                self.rtt_probe = None;
+            }
+        } else if self.rtt_probe.is_none() && self.timestamps.is_none() {
+            self.rtt_probe = Some((seq, now));
+        }
+        if end > self.snd_nxt {
+            self.snd_nxt = end;
+        }
+        if end > self.snd_max {
+            self.snd_max = end;
+        }
+        if self.rto_at.is_none() {
+            self.rto_at = Some(now + self.rtt.rto());
+        }
+        if self.unacked_since.is_none() {
+            self.unacked_since = Some(now);
+        }
+        self.persist_at = None;
+    }
+
+    fn ack_sent(&mut self) {
+        self.ack_now = false;
+        self.delayed_ack_at = None;
+        self.segments_unacked = 0;
+        self.last_ack_sent = self.rcv_nxt;
+        let wnd = self.advertised_window();
+        let edge = self.rcv_nxt + (wnd << self.rcv_wscale);
+        if edge > self.rcv_adv {
+            self.rcv_adv = edge;
+        }
+    }
+
+    /// The window field: free receive space, not shrinking the right edge
+    /// already advertised, scaled (RFC 7323 §2.3).
+    fn advertised_window(&self) -> usize {
+        let free = self.recv_buf.window();
+        let promised = self.rcv_adv.distance_from(self.rcv_nxt).max(0) as usize;
+        let wnd = free.max(promised);
+        (wnd >> self.rcv_wscale).min(usize::from(u16::MAX))
+    }
+
+    /// Fields every segment after the handshake carries: ports, ACK,
+    /// window, timestamps, SACK blocks.
+    fn ack_repr_base(&self, now: Instant) -> TcpRepr<'static> {
+        let mut sack_ranges = [None; 3];
+        if self.sack && !self.assembler.is_empty() {
+            let to_seq = |(a, b): (usize, usize)| ((self.rcv_nxt + a).0, (self.rcv_nxt + b).0);
+            let first = self.assembler.last_added();
+            let mut n = 0;
+            if let Some(r) = first {
+                sack_ranges[0] = Some(to_seq(r));
+                n = 1;
+            }
+            for r in self.assembler.ranges() {
+                if n == sack_ranges.len() {
+                    break;
+                }
+                if Some(r) != first {
+                    sack_ranges[n] = Some(to_seq(r));
+                    n += 1;
+                }
+            }
+        }
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            control: TcpControl::None,
+            // SND.MAX, not the go-back pointer: after a timeout rewinds
+            // SND.NXT, an ACK from below what the peer already received
+            // would be unacceptable to it, answered by an ACK just as
+            // unacceptable to us, and so on for ever.
+            seq_number: self.snd_max,
+            ack_number: Some(self.rcv_nxt),
+            window_len: self.advertised_window() as u16,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges,
+            timestamp: self.timestamps.map(|ts| TcpTimestamp {
+                tsval: self.ts_clock(now, ts),
+                tsecr: ts.recent,
+            }),
+            urgent_pointer: None,
+            payload: &[],
+        }
+    }
+
+    /// A pure ACK: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`, where SND.NXT is
+    /// the highest sent (`snd_max`).
+    fn ack_repr(&self, now: Instant) -> TcpRepr<'static> {
+        self.ack_repr_base(now)
+    }
+
+    /// SYN or SYN-ACK with our options.
+    fn syn_repr(&self, now: Instant) -> TcpRepr<'static> {
+        let synack = self.state == State::SynReceived;
+        let ts = self.timestamps.map(|ts| TcpTimestamp {
+            tsval: self.ts_clock(now, ts),
+            tsecr: if synack { ts.recent } else { 0 },
+        });
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            control: TcpControl::Syn,
+            seq_number: self.iss,
+            ack_number: synack.then_some(self.rcv_nxt),
+            window_len: self.recv_buf.window().min(usize::from(u16::MAX)) as u16,
+            window_scale: self.window_scaling.then_some(self.rcv_wscale),
+            max_seg_size: Some(self.cfg.mss),
+            sack_permitted: self.sack,
+            sack_ranges: [None; 3],
+            timestamp: ts,
+            urgent_pointer: None,
+            payload: &[],
+        }
+    }
+
+    /// `<SEQ=seq><CTL=RST>` or, with `ack`, `<SEQ=seq><ACK=ack><CTL=RST,ACK>`.
+    fn reset_reply(&self, seq: SeqNumber, ack: Option<SeqNumber>) -> TcpRepr<'static> {
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            control: TcpControl::Rst,
+            seq_number: seq,
+            ack_number: ack,
+            window_len: 0,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            urgent_pointer: None,
+            payload: &[],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

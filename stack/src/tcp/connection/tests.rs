@@ -1,0 +1,938 @@
+//! Connection tests: segments in, segments out, on virtual time; and two
+//! connections talking over the seeded faulty in-memory link, serialized to
+//! real TCP bytes (checksums included) so corruption is caught the way it
+//! is on a wire.
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    time::Duration,
+};
+
+use super::*;
+use crate::{
+    driver::memlink::{Faults, MemLink, MemPort},
+    wire::TcpPacket,
+};
+
+const A_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000);
+const B_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7);
+
+fn cfg() -> TcpConfig {
+    TcpConfig {
+        time_wait: Duration::from_secs(2),
+        ..TcpConfig::default()
+    }
+}
+
+/// A segment as bytes, the way it crosses a wire.
+fn serialize(repr: &TcpRepr, src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
+    let mut buf = vec![0u8; repr.buffer_len()];
+    repr.emit(
+        &mut TcpPacket::new_unchecked(&mut buf[..]),
+        *src.ip(),
+        *dst.ip(),
+    );
+    buf
+}
+
+fn parse(bytes: &[u8], src: SocketAddrV4, dst: SocketAddrV4) -> Option<TcpRepr<'_>> {
+    let packet = TcpPacket::new_checked(bytes).ok()?;
+    TcpRepr::parse(&packet, *src.ip(), *dst.ip()).ok()
+}
+
+/// Everything one connection wants to send now, as bytes.
+fn drain(c: &mut Connection, now: Instant) -> Vec<Vec<u8>> {
+    let (src, dst) = (c.local(), c.remote());
+    let mut out = Vec::new();
+    c.dispatch(now, |r| {
+        out.push(serialize(r, src, dst));
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+/// Parsed view of a segment for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seg {
+    control: TcpControl,
+    seq: u32,
+    ack: Option<u32>,
+    window: u16,
+    len: usize,
+    wscale: Option<u8>,
+    mss: Option<u16>,
+    sack_permitted: bool,
+    sack: Vec<(u32, u32)>,
+    ts: bool,
+}
+
+fn seg_of(bytes: &[u8], src: SocketAddrV4, dst: SocketAddrV4) -> Seg {
+    let r = parse(bytes, src, dst).expect("we emit valid segments");
+    Seg {
+        control: r.control,
+        seq: r.seq_number.0,
+        ack: r.ack_number.map(|a| a.0),
+        window: r.window_len,
+        len: r.payload.len(),
+        wscale: r.window_scale,
+        mss: r.max_seg_size,
+        sack_permitted: r.sack_permitted,
+        sack: r.sack_ranges.iter().flatten().copied().collect(),
+        ts: r.timestamp.is_some(),
+    }
+}
+
+/// Builds a segment from the peer's side by hand.
+#[allow(clippy::too_many_arguments)]
+fn peer_seg(
+    control: TcpControl,
+    seq: u32,
+    ack: Option<u32>,
+    window: u16,
+    payload: &[u8],
+) -> TcpRepr<'_> {
+    TcpRepr {
+        src_port: B_ADDR.port(),
+        dst_port: A_ADDR.port(),
+        control,
+        seq_number: SeqNumber(seq),
+        ack_number: ack.map(SeqNumber),
+        window_len: window,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        urgent_pointer: None,
+        payload,
+    }
+}
+
+const ISS: u32 = 1000;
+const PEER_ISS: u32 = 5000;
+
+/// A connection from A to B driven by hand to ESTABLISHED, without options.
+fn established(config: TcpConfig) -> (Connection, Instant) {
+    let now = Instant::ZERO;
+    let mut c = Connection::connect(&config, A_ADDR, B_ADDR, SeqNumber(ISS), now);
+    let syn = drain(&mut c, now);
+    assert_eq!(syn.len(), 1);
+    let s = seg_of(&syn[0], A_ADDR, B_ADDR);
+    assert_eq!((s.control, s.seq, s.ack), (TcpControl::Syn, ISS, None));
+    let mut synack = peer_seg(TcpControl::Syn, PEER_ISS, Some(ISS + 1), 65535, b"");
+    synack.max_seg_size = Some(1460);
+    assert!(c.process(now, &synack).is_none());
+    assert_eq!(c.state(), State::Established);
+    let ack = drain(&mut c, now);
+    let a = seg_of(&ack[0], A_ADDR, B_ADDR);
+    assert_eq!(
+        (a.control, a.seq, a.ack),
+        (TcpControl::None, ISS + 1, Some(PEER_ISS + 1))
+    );
+    (c, now)
+}
+
+#[test]
+fn active_open_offers_every_option_and_completes() {
+    let now = Instant::ZERO;
+    let mut c = Connection::connect(&cfg(), A_ADDR, B_ADDR, SeqNumber(ISS), now);
+    let syn = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
+    assert_eq!(syn.mss, Some(1460));
+    assert!(syn.sack_permitted && syn.ts);
+    assert_eq!(syn.wscale, Some(cfg().recv_window_scale()));
+    assert!(c.take_events().is_empty());
+    let mut synack = peer_seg(TcpControl::Syn, PEER_ISS, Some(ISS + 1), 65535, b"");
+    synack.window_scale = Some(7);
+    synack.sack_permitted = true;
+    synack.max_seg_size = Some(1400);
+    synack.timestamp = Some(TcpTimestamp {
+        tsval: 77,
+        tsecr: 1,
+    });
+    c.process(now, &synack);
+    assert_eq!(c.state(), State::Established);
+    assert!(c.take_events().contains(Events::CONNECTED));
+    let st = c.status();
+    assert!(st.timestamps && st.sack);
+    assert_eq!(st.window_scale, Some((cfg().recv_window_scale(), 7)));
+    assert_eq!(st.send_mss, 1400 - 12, "MSS less the timestamp option");
+}
+
+#[test]
+fn falls_back_cleanly_when_the_peer_offers_no_options() {
+    let (c, _) = established(cfg());
+    let st = c.status();
+    assert!(!st.timestamps && !st.sack);
+    assert_eq!(st.window_scale, None);
+    assert_eq!(st.send_mss, 1460);
+}
+
+#[test]
+fn syn_is_retransmitted_with_backoff_then_gives_up() {
+    let config = TcpConfig {
+        syn_retries: 3,
+        ..cfg()
+    };
+    let mut now = Instant::ZERO;
+    let mut c = Connection::connect(&config, A_ADDR, B_ADDR, SeqNumber(ISS), now);
+    assert_eq!(drain(&mut c, now).len(), 1);
+    let mut gaps = Vec::new();
+    let mut last = now;
+    while let Some(at) = c.poll_at(now) {
+        now = at;
+        let out = drain(&mut c, now);
+        if c.state() == State::Closed {
+            break;
+        }
+        assert_eq!(seg_of(&out[0], A_ADDR, B_ADDR).control, TcpControl::Syn);
+        gaps.push(now.saturating_duration_since(last).as_millis());
+        last = now;
+    }
+    assert_eq!(
+        gaps,
+        vec![1000, 2000, 4000],
+        "RFC 6298 5.5 backoff from the 1 s initial RTO"
+    );
+    assert_eq!(c.error(), Some(Error::TimedOut));
+    assert!(c.take_events().contains(Events::CLOSED));
+}
+
+#[test]
+fn rst_to_our_syn_is_connection_refused_and_bad_acks_get_a_reset() {
+    let now = Instant::ZERO;
+    let mut c = Connection::connect(&cfg(), A_ADDR, B_ADDR, SeqNumber(ISS), now);
+    drain(&mut c, now);
+    // An ACK for something we never sent: RST <SEQ=SEG.ACK>.
+    let bogus = peer_seg(TcpControl::None, 1, Some(ISS + 500), 100, b"");
+    let rst = c.process(now, &bogus).expect("reset");
+    assert_eq!(
+        (rst.control, rst.seq_number.0),
+        (TcpControl::Rst, ISS + 500)
+    );
+    assert_eq!(c.state(), State::SynSent);
+    // RST without ACK: ignored in SYN-SENT.
+    c.process(now, &peer_seg(TcpControl::Rst, 1, None, 0, b""));
+    assert_eq!(c.state(), State::SynSent);
+    c.process(now, &peer_seg(TcpControl::Rst, 0, Some(ISS + 1), 0, b""));
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(c.error(), Some(Error::Refused));
+    assert_eq!(c.send(b"x"), Err(Error::Refused));
+}
+
+#[test]
+fn rfc5961_challenge_acks_for_in_window_rst_and_syn() {
+    let (mut c, now) = established(cfg());
+    // RST in the window but not at RCV.NXT: challenge ACK, stay up.
+    c.process(now, &peer_seg(TcpControl::Rst, PEER_ISS + 10, None, 0, b""));
+    assert_eq!(c.state(), State::Established);
+    let out = drain(&mut c, now);
+    let ack = seg_of(&out[0], A_ADDR, B_ADDR);
+    assert_eq!(
+        (ack.control, ack.ack),
+        (TcpControl::None, Some(PEER_ISS + 1))
+    );
+    // SYN in a synchronized state: challenge ACK too.
+    c.process(
+        now,
+        &peer_seg(TcpControl::Syn, PEER_ISS + 100, None, 0, b""),
+    );
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(drain(&mut c, now).len(), 1);
+    // RST outside the window: silently dropped.
+    c.process(
+        now,
+        &peer_seg(TcpControl::Rst, PEER_ISS + 1_000_000, None, 0, b""),
+    );
+    assert!(drain(&mut c, now).is_empty());
+    // The exact RST resets.
+    c.process(now, &peer_seg(TcpControl::Rst, PEER_ISS + 1, None, 0, b""));
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(c.error(), Some(Error::Reset));
+    assert_eq!(c.recv(&mut [0; 4]), Err(Error::Reset));
+}
+
+#[test]
+fn unacceptable_ack_is_answered_and_dropped() {
+    let (mut c, now) = established(cfg());
+    c.send(b"hello").unwrap();
+    drain(&mut c, now);
+    // ACK beyond anything sent.
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, PEER_ISS + 1, Some(ISS + 100), 1000, b""),
+    );
+    assert_eq!(c.status().send_queued, 5, "nothing acknowledged");
+    assert_eq!(drain(&mut c, now).len(), 1, "answered with an ACK");
+}
+
+#[test]
+fn data_in_order_is_delivered_and_acked_every_second_segment_or_after_40ms() {
+    let (mut c, now) = established(cfg());
+    let mut seq = PEER_ISS + 1;
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, seq, Some(ISS + 1), 65535, &[1; 1460]),
+    );
+    seq += 1460;
+    assert!(drain(&mut c, now).is_empty(), "first segment: delayed ACK");
+    assert_eq!(c.poll_at(now), Some(now + Duration::from_millis(40)));
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, seq, Some(ISS + 1), 65535, &[2; 1460]),
+    );
+    seq += 1460;
+    let out = drain(&mut c, now);
+    assert_eq!(
+        seg_of(&out[0], A_ADDR, B_ADDR).ack,
+        Some(seq),
+        "second segment: ACK now"
+    );
+    c.process(
+        now,
+        &peer_seg(TcpControl::Psh, seq, Some(ISS + 1), 65535, b"tail"),
+    );
+    let later = now + Duration::from_millis(40);
+    assert!(drain(&mut c, now).is_empty());
+    assert_eq!(
+        seg_of(&drain(&mut c, later)[0], A_ADDR, B_ADDR).ack,
+        Some(seq + 4)
+    );
+    let mut buf = vec![0; 5000];
+    assert_eq!(c.recv(&mut buf), Ok(2924));
+    assert!(buf[..1460].iter().all(|&b| b == 1) && &buf[2920..2924] == b"tail");
+    assert!(c.take_events().contains(Events::READABLE));
+}
+
+#[test]
+fn out_of_order_data_is_held_acked_at_once_with_sack_and_delivered_when_the_hole_fills() {
+    let now = Instant::ZERO;
+    let mut c = Connection::connect(&cfg(), A_ADDR, B_ADDR, SeqNumber(ISS), now);
+    drain(&mut c, now);
+    let mut synack = peer_seg(TcpControl::Syn, PEER_ISS, Some(ISS + 1), 65535, b"");
+    synack.sack_permitted = true;
+    c.process(now, &synack);
+    drain(&mut c, now);
+    let base = PEER_ISS + 1;
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            base + 100,
+            Some(ISS + 1),
+            65535,
+            &[b'b'; 100],
+        ),
+    );
+    let ack = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
+    assert_eq!(ack.ack, Some(base), "duplicate ACK at once");
+    assert_eq!(ack.sack, vec![(base + 100, base + 200)]);
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            base + 300,
+            Some(ISS + 1),
+            65535,
+            &[b'd'; 100],
+        ),
+    );
+    let ack = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
+    assert_eq!(
+        ack.sack,
+        vec![(base + 300, base + 400), (base + 100, base + 200)],
+        "most recent block first"
+    );
+    assert_eq!(c.recv(&mut [0; 10]), Ok(0));
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, base, Some(ISS + 1), 65535, &[b'a'; 100]),
+    );
+    let ack = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
+    assert_eq!(
+        ack.ack,
+        Some(base + 200),
+        "hole filled: cumulative ACK at once"
+    );
+    assert_eq!(ack.sack, vec![(base + 300, base + 400)]);
+    let mut buf = [0; 400];
+    assert_eq!(c.recv(&mut buf), Ok(200));
+    assert_eq!(&buf[..200], [[b'a'; 100], [b'b'; 100]].concat().as_slice());
+}
+
+#[test]
+fn overlapping_and_duplicate_segments_are_trimmed() {
+    let (mut c, now) = established(cfg());
+    let base = PEER_ISS + 1;
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, base, Some(ISS + 1), 65535, b"abcdef"),
+    );
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, base + 3, Some(ISS + 1), 65535, b"defghi"),
+    );
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, base, Some(ISS + 1), 65535, b"abc"),
+    );
+    let mut buf = [0; 20];
+    assert_eq!(c.recv(&mut buf), Ok(9));
+    assert_eq!(&buf[..9], b"abcdefghi");
+}
+
+#[test]
+fn graceful_close_both_ways_ends_in_time_wait_then_closed() {
+    let (mut c, mut now) = established(cfg());
+    c.send(b"bye").unwrap();
+    c.close().unwrap();
+    assert_eq!(c.state(), State::FinWait1);
+    assert_eq!(c.send(b"more"), Err(Error::Closing));
+    let out = drain(&mut c, now);
+    let s = seg_of(&out[0], A_ADDR, B_ADDR);
+    assert_eq!(
+        (s.control, s.len),
+        (TcpControl::Fin, 3),
+        "data and FIN together"
+    );
+    let fin_ack = ISS + 1 + 3 + 1;
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, PEER_ISS + 1, Some(fin_ack), 65535, b""),
+    );
+    assert_eq!(c.state(), State::FinWait2);
+    // Half-close: data still flows to us.
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1,
+            Some(fin_ack),
+            65535,
+            b"still",
+        ),
+    );
+    c.process(
+        now,
+        &peer_seg(TcpControl::Fin, PEER_ISS + 6, Some(fin_ack), 65535, b""),
+    );
+    assert_eq!(c.state(), State::TimeWait);
+    let ack = seg_of(drain(&mut c, now).last().unwrap(), A_ADDR, B_ADDR);
+    assert_eq!(ack.ack, Some(PEER_ISS + 7));
+    let mut buf = [0; 8];
+    assert_eq!(c.recv(&mut buf), Ok(5));
+    assert_eq!(c.recv(&mut buf), Err(Error::Closing));
+    now = c.poll_at(now).unwrap();
+    assert_eq!(now, Instant::ZERO + cfg().time_wait);
+    drain(&mut c, now);
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(c.error(), None);
+}
+
+#[test]
+fn passive_close_goes_through_close_wait_and_last_ack() {
+    let (mut c, now) = established(cfg());
+    c.process(
+        now,
+        &peer_seg(TcpControl::Fin, PEER_ISS + 1, Some(ISS + 1), 65535, b""),
+    );
+    assert_eq!(c.state(), State::CloseWait);
+    assert!(c.take_events().contains(Events::PEER_CLOSED));
+    drain(&mut c, now);
+    c.send(b"last words").unwrap();
+    c.close().unwrap();
+    assert_eq!(c.state(), State::LastAck);
+    let s = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
+    assert_eq!(s.control, TcpControl::Fin);
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 2,
+            Some(ISS + 1 + 10 + 1),
+            65535,
+            b"",
+        ),
+    );
+    assert_eq!(c.state(), State::Closed);
+    assert!(c.is_closed());
+}
+
+#[test]
+fn simultaneous_close_goes_through_closing() {
+    let (mut c, now) = established(cfg());
+    c.close().unwrap();
+    drain(&mut c, now);
+    c.process(
+        now,
+        &peer_seg(TcpControl::Fin, PEER_ISS + 1, Some(ISS + 1), 65535, b""),
+    );
+    assert_eq!(c.state(), State::Closing);
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, PEER_ISS + 2, Some(ISS + 2), 65535, b""),
+    );
+    assert_eq!(c.state(), State::TimeWait);
+}
+
+#[test]
+fn abort_sends_a_reset_and_discards_queued_data() {
+    let (mut c, now) = established(cfg());
+    c.send(&[0; 5000]).unwrap();
+    c.abort();
+    let out = drain(&mut c, now);
+    assert_eq!(out.len(), 1);
+    let s = seg_of(&out[0], A_ADDR, B_ADDR);
+    assert_eq!((s.control, s.seq), (TcpControl::Rst, ISS + 1));
+    assert!(c.is_closed());
+    assert_eq!(c.send(b"x"), Err(Error::DoesNotExist));
+}
+
+#[test]
+fn zero_window_is_probed_with_backoff_and_sending_resumes() {
+    let (mut c, mut now) = established(cfg());
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, PEER_ISS + 1, Some(ISS + 1), 0, b""),
+    );
+    c.send(b"waiting").unwrap();
+    assert!(drain(&mut c, now).is_empty(), "nothing fits a zero window");
+    let mut probes = Vec::new();
+    for _ in 0..3 {
+        now = c.poll_at(now).unwrap();
+        let out = drain(&mut c, now);
+        let s = seg_of(&out[0], A_ADDR, B_ADDR);
+        assert_eq!((s.seq, s.len), (ISS, 0), "probe below SND.UNA");
+        probes.push(now.total_micros() / 1000);
+    }
+    assert!(
+        probes[2] - probes[1] > probes[1] - probes[0],
+        "backoff: {probes:?}"
+    );
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, PEER_ISS + 1, Some(ISS + 1), 1000, b""),
+    );
+    let s = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
+    assert_eq!(s.len, 7);
+}
+
+#[test]
+fn retransmission_timeout_goes_back_and_aborts_after_max_retransmits() {
+    let config = TcpConfig {
+        max_retransmits: 4,
+        ..cfg()
+    };
+    let (mut c, mut now) = established(config);
+    c.send(b"lost").unwrap();
+    assert_eq!(drain(&mut c, now).len(), 1);
+    let mut resent = 0;
+    while let Some(at) = c.poll_at(now) {
+        now = at;
+        let out = drain(&mut c, now);
+        if c.state() == State::Closed {
+            let s = seg_of(&out[0], A_ADDR, B_ADDR);
+            assert_eq!(s.control, TcpControl::Rst);
+            break;
+        }
+        let s = seg_of(&out[0], A_ADDR, B_ADDR);
+        assert_eq!((s.seq, s.len), (ISS + 1, 4));
+        resent += 1;
+    }
+    assert_eq!(resent, 4);
+    assert_eq!(c.error(), Some(Error::TimedOut));
+}
+
+#[test]
+fn user_timeout_aborts_a_dead_peer() {
+    let config = TcpConfig {
+        user_timeout: Some(Duration::from_secs(5)),
+        ..cfg()
+    };
+    let (mut c, mut now) = established(config);
+    c.send(b"anyone?").unwrap();
+    drain(&mut c, now);
+    while c.state() != State::Closed {
+        now = c.poll_at(now).unwrap();
+        drain(&mut c, now);
+    }
+    assert_eq!(c.error(), Some(Error::TimedOut));
+    assert!(now <= Instant::ZERO + Duration::from_secs(6));
+}
+
+#[test]
+fn keepalive_probes_then_drops_a_silent_peer() {
+    let (mut c, mut now) = established(cfg());
+    c.set_keepalive(
+        Some(super::super::config::KeepAlive {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
+            probes: 3,
+        }),
+        now,
+    );
+    let mut probes = 0;
+    while c.state() != State::Closed {
+        now = c.poll_at(now).unwrap();
+        probes += drain(&mut c, now).len();
+    }
+    assert_eq!(probes, 3);
+    assert_eq!(c.error(), Some(Error::TimedOut));
+    assert_eq!(now, Instant::ZERO + Duration::from_secs(13));
+}
+
+#[test]
+fn three_duplicate_acks_trigger_fast_retransmit() {
+    let (mut c, now) = established(cfg());
+    c.send(&vec![7u8; 1460 * 8]).unwrap();
+    let out = drain(&mut c, now);
+    assert!(
+        out.len() >= 4,
+        "initial window sends several segments: {}",
+        out.len()
+    );
+    for _ in 0..3 {
+        c.process(
+            now,
+            &peer_seg(TcpControl::None, PEER_ISS + 1, Some(ISS + 1), 65535, b""),
+        );
+    }
+    let out = drain(&mut c, now);
+    let s = seg_of(&out[0], A_ADDR, B_ADDR);
+    assert_eq!(
+        (s.seq, s.len),
+        (ISS + 1, 1460),
+        "the lost segment, before any timeout"
+    );
+    assert_eq!(c.status().retransmits, 1);
+}
+
+#[test]
+fn paws_drops_old_timestamps() {
+    let now = Instant::ZERO;
+    let mut c = Connection::connect(&cfg(), A_ADDR, B_ADDR, SeqNumber(ISS), now);
+    drain(&mut c, now);
+    let mut synack = peer_seg(TcpControl::Syn, PEER_ISS, Some(ISS + 1), 65535, b"");
+    synack.timestamp = Some(TcpTimestamp {
+        tsval: 1000,
+        tsecr: 0,
+    });
+    c.process(now, &synack);
+    drain(&mut c, now);
+    let mut old = peer_seg(
+        TcpControl::None,
+        PEER_ISS + 1,
+        Some(ISS + 1),
+        65535,
+        b"stale",
+    );
+    old.timestamp = Some(TcpTimestamp {
+        tsval: 999,
+        tsecr: 0,
+    });
+    c.process(now, &old);
+    assert_eq!(c.status().recv_queued, 0, "PAWS rejected it");
+    let mut fresh = old;
+    fresh.timestamp = Some(TcpTimestamp {
+        tsval: 1001,
+        tsecr: 0,
+    });
+    c.process(now, &fresh);
+    assert_eq!(c.status().recv_queued, 5);
+}
+
+#[test]
+fn sequence_numbers_wrap() {
+    let now = Instant::ZERO;
+    let iss = u32::MAX - 10;
+    let mut c = Connection::connect(&cfg(), A_ADDR, B_ADDR, SeqNumber(iss), now);
+    drain(&mut c, now);
+    let peer_iss = u32::MAX - 3;
+    let synack = peer_seg(
+        TcpControl::Syn,
+        peer_iss,
+        Some(iss.wrapping_add(1)),
+        65535,
+        b"",
+    );
+    c.process(now, &synack);
+    drain(&mut c, now);
+    c.send(&[9; 100]).unwrap();
+    drain(&mut c, now);
+    let data = [5u8; 50];
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            peer_iss.wrapping_add(1),
+            Some(iss.wrapping_add(101)),
+            65535,
+            &data,
+        ),
+    );
+    assert_eq!(c.status().send_queued, 0, "ACK across the wrap");
+    assert_eq!(c.status().recv_queued, 50, "data across the wrap");
+}
+
+// ---------------------------------------------------------------------------
+// Two connections over the faulty link
+// ---------------------------------------------------------------------------
+
+/// One side of a transfer: sends `out`, collects what arrives, closes when
+/// done sending.
+struct Side {
+    conn: Connection,
+    port: MemPort,
+    out: Vec<u8>,
+    written: usize,
+    got: Vec<u8>,
+    closed: bool,
+}
+
+impl Side {
+    fn pump(&mut self, now: Instant) {
+        let (local, remote) = (self.conn.local(), self.conn.remote());
+        while let Some(bytes) = self.port.recv() {
+            if std::env::var("TCP_TRACE").is_ok() {
+                if let Some(seg) = parse(&bytes, remote, local) {
+                    eprintln!(
+                        "{now} {} <- {:?} seq={} ack={:?} len={} win={} sack={:?}",
+                        local.port(),
+                        seg.control,
+                        seg.seq_number.0,
+                        seg.ack_number.map(|a| a.0),
+                        seg.payload.len(),
+                        seg.window_len,
+                        seg.sack_ranges
+                    );
+                } else {
+                    eprintln!("{now} {} <- corrupt", local.port());
+                }
+            }
+            if let Some(seg) = parse(&bytes, remote, local) {
+                if let Some(reply) = self.conn.process(now, &seg) {
+                    self.port.send_frame(&serialize(&reply, local, remote));
+                }
+            }
+        }
+        if self.conn.state().is_synchronized() || self.conn.state() == State::SynReceived {
+            while self.written < self.out.len() {
+                match self.conn.send(&self.out[self.written..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => self.written += n,
+                }
+            }
+            if self.written == self.out.len()
+                && !self.closed
+                && self.conn.state() != State::SynReceived
+            {
+                self.closed = self.conn.close().is_ok();
+            }
+        }
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = self.conn.recv(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            self.got.extend_from_slice(&buf[..n]);
+        }
+        let port = &mut self.port;
+        self.conn
+            .dispatch(now, |r| {
+                port.send_frame(&serialize(r, local, remote));
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    fn done(&self) -> bool {
+        matches!(self.conn.state(), State::Closed | State::TimeWait)
+    }
+}
+
+/// Transfers `a_data` from A to B and `b_data` from B to A at once over a
+/// link with `faults`; returns what each received and the final states.
+fn transfer(a_data: &[u8], b_data: &[u8], faults: Faults, seed: u64) -> (Side, Side, u64) {
+    // The real 2 MSL: a side in TIME-WAIT must outlive the other's FIN
+    // retransmissions (no listener here answers a late FIN with a RST).
+    transfer_with(&TcpConfig::default(), a_data, b_data, faults, seed)
+}
+
+fn transfer_with(
+    config: &TcpConfig,
+    a_data: &[u8],
+    b_data: &[u8],
+    faults: Faults,
+    seed: u64,
+) -> (Side, Side, u64) {
+    let config = config.clone();
+    let (link, port_a, port_b) = MemLink::new(faults, seed, 1 << 20);
+    let mut now = Instant::ZERO;
+    let mut a = Side {
+        conn: Connection::connect(
+            &config,
+            A_ADDR,
+            B_ADDR,
+            SeqNumber(seed as u32 ^ 0x1234_5678),
+            now,
+        ),
+        port: port_a,
+        out: a_data.to_vec(),
+        written: 0,
+        got: Vec::new(),
+        closed: false,
+    };
+    // B accepts A's first SYN that gets through.
+    let mut b_port = port_b;
+    let syn_bytes = loop {
+        a.pump(now);
+        if let Some(bytes) = b_port.recv() {
+            if let Some(seg) = parse(&bytes, A_ADDR, B_ADDR) {
+                if seg.control == TcpControl::Syn && seg.ack_number.is_none() {
+                    break bytes;
+                }
+            }
+        }
+        now = [link.next_delivery(), a.conn.poll_at(now)]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("SYN pending");
+        link.set_now(now);
+    };
+    let syn = parse(&syn_bytes, A_ADDR, B_ADDR).unwrap();
+    let mut b = Side {
+        conn: Connection::accept(
+            &config,
+            B_ADDR,
+            A_ADDR,
+            &syn,
+            SeqNumber(!(seed as u32)),
+            now,
+        ),
+        port: b_port,
+        out: b_data.to_vec(),
+        written: 0,
+        got: Vec::new(),
+        closed: false,
+    };
+    let mut steps = 0u64;
+    while !(a.done() && b.done() && link.in_flight() == 0) {
+        a.pump(now);
+        b.pump(now);
+        steps += 1;
+        assert!(
+            steps < 5_000_000,
+            "seed {seed}: no progress: A {:?} B {:?}",
+            a.conn,
+            b.conn
+        );
+        let next = [
+            link.next_delivery(),
+            a.conn.poll_at(now),
+            b.conn.poll_at(now),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match next {
+            Some(t) if t > now => now = t,
+            Some(_) => {}
+            None => break,
+        }
+        link.set_now(now);
+    }
+    (a, b, steps)
+}
+
+fn pattern(len: usize, salt: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt) ^ (i >> 8) as u8)
+        .collect()
+}
+
+fn lossy(loss: f64) -> Faults {
+    Faults {
+        drop: loss,
+        duplicate: 0.02,
+        reorder: 0.05,
+        corrupt: 0.02,
+        delay: Duration::from_millis(5),
+        jitter: Duration::from_millis(2),
+        reorder_delay: Duration::from_millis(3),
+    }
+}
+
+fn check_transfer(len_a: usize, len_b: usize, faults: Faults, seed: u64) {
+    let (a_data, b_data) = (pattern(len_a, 1), pattern(len_b, 2));
+    let (a, b, _) = transfer(&a_data, &b_data, faults, seed);
+    assert!(
+        b.got == a_data,
+        "seed {seed}: A->B {} of {} bytes\nA {:#?}\nB {:#?}",
+        b.got.len(),
+        len_a,
+        a.conn.status(),
+        b.conn.status()
+    );
+    assert!(
+        a.got == b_data,
+        "seed {seed}: B->A {} of {} bytes",
+        a.got.len(),
+        len_b
+    );
+    for side in [&a, &b] {
+        assert!(side.done(), "seed {seed}: {:?}", side.conn.state());
+        assert_eq!(side.conn.error(), None, "seed {seed}");
+    }
+}
+
+#[test]
+fn transfers_of_every_edge_size_arrive_byte_exact_on_a_clean_link() {
+    let mss = 1460 - 12;
+    for len in [0, 1, mss - 1, mss, mss + 1, 100_000] {
+        check_transfer(len, len / 2, Faults::none(), len as u64);
+    }
+}
+
+#[test]
+fn transfers_survive_loss_duplication_reordering_and_corruption() {
+    let mss = 1460 - 12;
+    for seed in 0..12u64 {
+        for len in [0, 1, mss - 1, mss, mss + 1] {
+            check_transfer(len, len, lossy(0.10), seed * 100 + len as u64);
+        }
+    }
+}
+
+#[test]
+fn a_mebibyte_each_way_at_ten_percent_loss() {
+    for seed in 0..8 {
+        check_transfer(1 << 20, 1 << 20, lossy(0.10), seed);
+    }
+}
+
+#[test]
+fn sixteen_mebibytes_each_way_at_ten_percent_loss() {
+    for seed in 0..2 {
+        check_transfer(16 << 20, 16 << 20, lossy(0.10), 1000 + seed);
+    }
+}
+
+#[test]
+fn newreno_without_sack_or_timestamps_also_recovers() {
+    // The peer of a connect() offers what the config offers; turning the
+    // options off exercises NewReno and RTT timing without timestamps.
+    let (a_data, b_data) = (pattern(300_000, 3), pattern(200_000, 4));
+    let config = TcpConfig {
+        sack: false,
+        timestamps: false,
+        window_scaling: false,
+        congestion: super::super::congestion::Algorithm::NewReno,
+        ..TcpConfig::default()
+    };
+    for seed in 0..4 {
+        let (a, b, _) = transfer_with(&config, &a_data, &b_data, lossy(0.10), seed);
+        assert!(b.got == a_data && a.got == b_data, "seed {seed}");
+        assert!(!a.conn.status().sack && !a.conn.status().timestamps);
+    }
+}

@@ -1,0 +1,774 @@
+//! The per-core TCP shard: every connection and listener one core owns, no
+//! locks. A connection lives on the core whose queue received its SYN.
+//!
+//! - Connections sit in a slab allocated once (`max_connections` slots) and
+//!   are found by their 4-tuple in a map sized for that many, so neither
+//!   grows on the data path.
+//! - Listeners keep a bounded SYN queue (half-open connections) and accept
+//!   queue. When the SYN queue is full, SYN cookies (RFC 4987 §3.6) answer
+//!   without keeping state; when every slot is taken, a connection that
+//!   completes through a cookie is refused with a RST.
+//! - Timers: each connection reports its next deadline; the shard keeps
+//!   them in a min-heap with lazy deletion, so an idle connection costs
+//!   nothing per loop pass and a pass costs O(log n) per due connection.
+//! - Segments for no connection get RFC 9293 §3.10.7.1's reset.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap, VecDeque},
+    net::{Ipv4Addr, SocketAddrV4},
+};
+
+use super::{
+    config::TcpConfig,
+    connection::{Connection, Events, State},
+    isn::IsnGenerator,
+    syncookie::SynCookies,
+};
+use crate::{
+    counters::{Counters, DropReason},
+    driver::TxError,
+    time::Instant,
+    wire::{EthernetAddress, SeqNumber, TcpControl, TcpPacket, TcpRepr, TcpTimestamp, WireError},
+};
+
+/// Limits of one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardConfig {
+    /// Connections at most (every state, TIME-WAIT included).
+    pub max_connections: usize,
+    /// Half-open connections per listener before SYN cookies take over.
+    pub syn_backlog: usize,
+    /// Established connections per listener waiting to be accepted.
+    pub accept_backlog: usize,
+    /// Answer SYNs with cookies when the SYN queue is full.
+    pub syn_cookies: bool,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig {
+            max_connections: 16_384,
+            syn_backlog: 1024,
+            accept_backlog: 1024,
+            syn_cookies: true,
+        }
+    }
+}
+
+/// Names a connection of a shard; stale handles are detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionHandle {
+    index: u32,
+    generation: u32,
+}
+
+/// Why [`Shard::listen`] or [`Shard::connect`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardError {
+    /// The port already has a listener ("connection already exists").
+    AlreadyListening,
+    /// Every connection slot is in use ("insufficient resources").
+    NoSlots,
+    /// No free local port for an active open.
+    NoPorts,
+}
+
+impl std::fmt::Display for ShardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ShardError::AlreadyListening => "connection already exists",
+            ShardError::NoSlots => "insufficient resources",
+            ShardError::NoPorts => "insufficient resources: no free local port",
+        })
+    }
+}
+
+impl std::error::Error for ShardError {}
+
+struct Listener {
+    port: u16,
+    /// Connections in SYN-RECEIVED.
+    half_open: usize,
+    /// Established, not yet accepted.
+    accept_queue: VecDeque<ConnectionHandle>,
+}
+
+struct Slot {
+    generation: u32,
+    conn: Option<Connection>,
+    /// Where segments go: learned from the peer's frames (passive opens, and
+    /// the SYN-ACK for active ones) or from ARP.
+    peer_mac: Option<EthernetAddress>,
+    /// The listening port for a passive open not yet accepted.
+    listener: Option<u16>,
+    accepted: bool,
+    /// The deadline this slot has in the timer heap.
+    scheduled: Option<Instant>,
+    /// In the `ready` list.
+    ready: bool,
+    /// Events not yet delivered to the application.
+    events: Events,
+}
+
+/// Where a segment goes: the peer's link address if known, its IP address,
+/// and the segment. The caller frames it (Ethernet, IPv4) and transmits.
+pub struct Outgoing<'a, 'b> {
+    pub peer_mac: Option<EthernetAddress>,
+    pub dst: Ipv4Addr,
+    pub repr: &'a TcpRepr<'b>,
+}
+
+/// The shard.
+pub struct Shard {
+    tcp: TcpConfig,
+    config: ShardConfig,
+    local_addr: Ipv4Addr,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    table: HashMap<(SocketAddrV4, u16), u32>,
+    listeners: Vec<Listener>,
+    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    ready: Vec<u32>,
+    isn: IsnGenerator,
+    cookies: SynCookies,
+    next_port: u16,
+    /// Connections closed over the shard's life (for tests and stats).
+    pub closed_total: u64,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("local_addr", &self.local_addr)
+            .field("connections", &self.connection_count())
+            .field(
+                "listeners",
+                &self.listeners.iter().map(|l| l.port).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ephemeral ports for active opens (IANA dynamic range).
+const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
+
+impl Shard {
+    pub fn new(
+        tcp: TcpConfig,
+        config: ShardConfig,
+        local_addr: Ipv4Addr,
+        isn: IsnGenerator,
+        cookies: SynCookies,
+    ) -> Self {
+        let n = config.max_connections.max(1);
+        Shard {
+            tcp,
+            config,
+            local_addr,
+            slots: (0..n)
+                .map(|_| Slot {
+                    generation: 0,
+                    conn: None,
+                    peer_mac: None,
+                    listener: None,
+                    accepted: false,
+                    scheduled: None,
+                    ready: false,
+                    events: Events::default(),
+                })
+                .collect(),
+            free: (0..n as u32).rev().collect(),
+            table: HashMap::with_capacity(n * 2),
+            listeners: Vec::new(),
+            timers: BinaryHeap::with_capacity(n * 4),
+            ready: Vec::with_capacity(n),
+            isn,
+            cookies,
+            next_port: *EPHEMERAL.start(),
+            closed_total: 0,
+        }
+    }
+
+    pub fn tcp_config(&self) -> &TcpConfig {
+        &self.tcp
+    }
+
+    /// Connections in use.
+    pub fn connection_count(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    fn local(&self, port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(self.local_addr, port)
+    }
+
+    // ------------------------------------------------------------------
+    // Application side
+    // ------------------------------------------------------------------
+
+    /// OPEN, passive: accept connections on `port`.
+    pub fn listen(&mut self, port: u16) -> Result<(), ShardError> {
+        if self.listeners.iter().any(|l| l.port == port) {
+            return Err(ShardError::AlreadyListening);
+        }
+        self.listeners.push(Listener {
+            port,
+            half_open: 0,
+            accept_queue: VecDeque::with_capacity(self.config.accept_backlog),
+        });
+        Ok(())
+    }
+
+    /// Stops listening on `port`; connections not yet accepted are reset.
+    pub fn unlisten(&mut self, port: u16) {
+        if let Some(i) = self.listeners.iter().position(|l| l.port == port) {
+            let listener = self.listeners.swap_remove(i);
+            for h in listener.accept_queue {
+                if let Some(c) = self.get_mut(h) {
+                    c.abort();
+                }
+                self.mark_ready(h.index);
+            }
+        }
+    }
+
+    /// Takes the next established connection on `port`.
+    pub fn accept(&mut self, port: u16) -> Option<ConnectionHandle> {
+        let l = self.listeners.iter_mut().find(|l| l.port == port)?;
+        let h = l.accept_queue.pop_front()?;
+        let slot = &mut self.slots[h.index as usize];
+        slot.accepted = true;
+        slot.listener = None;
+        Some(h)
+    }
+
+    /// OPEN, active: a SYN to `remote` goes out on the next dispatch.
+    /// `peer_mac` is the next hop's address if already known.
+    pub fn connect(
+        &mut self,
+        remote: SocketAddrV4,
+        peer_mac: Option<EthernetAddress>,
+        now: Instant,
+    ) -> Result<ConnectionHandle, ShardError> {
+        let port = self.free_port(remote)?;
+        let local = self.local(port);
+        let iss = self.isn.isn(local, remote, now);
+        let conn = Connection::connect(&self.tcp, local, remote, iss, now);
+        let h = self.insert(conn, peer_mac, None)?;
+        self.slots[h.index as usize].accepted = true;
+        Ok(h)
+    }
+
+    fn free_port(&mut self, remote: SocketAddrV4) -> Result<u16, ShardError> {
+        let span = (EPHEMERAL.end() - EPHEMERAL.start()) as u32 + 1;
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port == *EPHEMERAL.end() {
+                *EPHEMERAL.start()
+            } else {
+                port + 1
+            };
+            let listening = self.listeners.iter().any(|l| l.port == port);
+            if !listening && !self.table.contains_key(&(remote, port)) {
+                return Ok(port);
+            }
+        }
+        Err(ShardError::NoPorts)
+    }
+
+    pub fn get(&self, h: ConnectionHandle) -> Option<&Connection> {
+        let slot = self.slots.get(h.index as usize)?;
+        (slot.generation == h.generation).then_some(slot.conn.as_ref()?)
+    }
+
+    /// The connection for `h`; after changing it (send, close, ...), the
+    /// shard must learn it has work: done by the next [`Shard::dispatch`]
+    /// because this marks it ready.
+    pub fn get_mut(&mut self, h: ConnectionHandle) -> Option<&mut Connection> {
+        let slot = self.slots.get_mut(h.index as usize)?;
+        if slot.generation != h.generation || slot.conn.is_none() {
+            return None;
+        }
+        if !slot.ready {
+            slot.ready = true;
+            self.ready.push(h.index);
+        }
+        slot.conn.as_mut()
+    }
+
+    /// Calls `f` for every accepted connection with events, then frees the
+    /// connections that are closed and told so.
+    pub fn take_events(&mut self, mut f: impl FnMut(ConnectionHandle, &mut Connection, Events)) {
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            let Some(conn) = slot.conn.as_mut() else {
+                continue;
+            };
+            slot.events = slot.events | conn.take_events();
+            if slot.events.is_empty() || !slot.accepted {
+                continue;
+            }
+            let events = std::mem::take(&mut slot.events);
+            let h = ConnectionHandle {
+                index: i as u32,
+                generation: slot.generation,
+            };
+            f(h, conn, events);
+            // Whatever the application did (send, close) needs a dispatch;
+            // a connection it saw close can now be freed.
+            self.mark_ready(i as u32);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Network side
+    // ------------------------------------------------------------------
+
+    /// Handles one TCP segment (the IPv4 payload) from `src` with link
+    /// address `src_mac`. Answers that need no connection (resets, cookie
+    /// SYN-ACKs) go out through `emit` at once.
+    pub fn receive<F>(
+        &mut self,
+        now: Instant,
+        src_mac: EthernetAddress,
+        src: Ipv4Addr,
+        bytes: &[u8],
+        counters: &mut Counters,
+        mut emit: F,
+    ) where
+        F: FnMut(Outgoing) -> Result<(), TxError>,
+    {
+        let seg = match TcpPacket::new_checked(bytes)
+            .and_then(|p| TcpRepr::parse(&p, src, self.local_addr))
+        {
+            Ok(seg) => seg,
+            Err(WireError::Checksum) => return counters.drop(DropReason::TcpChecksum),
+            Err(_) => return counters.drop(DropReason::TcpMalformed),
+        };
+        counters.tcp_segments_in += 1;
+        let remote = SocketAddrV4::new(src, seg.src_port);
+        if let Some(&index) = self.table.get(&(remote, seg.dst_port)) {
+            let slot = &mut self.slots[index as usize];
+            if slot.peer_mac.is_none() || seg.control == TcpControl::Syn {
+                slot.peer_mac = Some(src_mac);
+            }
+            let conn = slot.conn.as_mut().expect("table points at live slots");
+            let before = conn.state();
+            let reply = conn.process(now, &seg);
+            let after = conn.state();
+            if let Some(reply) = reply {
+                counters.tcp_resets_out += u64::from(reply.control == TcpControl::Rst);
+                let _ = emit(Outgoing {
+                    peer_mac: Some(src_mac),
+                    dst: src,
+                    repr: &reply,
+                });
+            }
+            self.on_transition(index, before, after);
+            self.mark_ready(index);
+            return;
+        }
+        let listening = self.listeners.iter().position(|l| l.port == seg.dst_port);
+        match (listening, seg.control, seg.ack_number) {
+            (Some(l), TcpControl::Syn, None) => {
+                self.on_syn(now, l, src_mac, remote, &seg, counters, &mut emit)
+            }
+            (Some(l), TcpControl::None | TcpControl::Psh, Some(_)) if self.config.syn_cookies => {
+                self.on_cookie_ack(now, l, src_mac, remote, &seg, counters, &mut emit)
+            }
+            _ => self.reset_closed(src_mac, src, &seg, counters, &mut emit),
+        }
+    }
+
+    /// A SYN for a listener (RFC 9293 §3.10.7.2).
+    #[allow(clippy::too_many_arguments)]
+    fn on_syn<F>(
+        &mut self,
+        now: Instant,
+        l: usize,
+        src_mac: EthernetAddress,
+        remote: SocketAddrV4,
+        seg: &TcpRepr,
+        counters: &mut Counters,
+        emit: &mut F,
+    ) where
+        F: FnMut(Outgoing) -> Result<(), TxError>,
+    {
+        counters.tcp_syn_in += 1;
+        let local = self.local(seg.dst_port);
+        let listener = &self.listeners[l];
+        let queue_full = listener.half_open >= self.config.syn_backlog
+            || listener.accept_queue.len() >= self.config.accept_backlog;
+        if queue_full || self.free.is_empty() {
+            if self.config.syn_cookies {
+                counters.tcp_syncookies_sent += 1;
+                self.send_cookie_synack(now, local, remote, src_mac, seg, emit);
+            } else {
+                counters.drop(DropReason::TcpBacklogFull);
+            }
+            return;
+        }
+        let iss = self.isn.isn(local, remote, now);
+        let conn = Connection::accept(&self.tcp, local, remote, seg, iss, now);
+        match self.insert(conn, Some(src_mac), Some(seg.dst_port)) {
+            Ok(_) => self.listeners[l].half_open += 1,
+            Err(_) => counters.drop(DropReason::TcpBacklogFull),
+        }
+    }
+
+    fn send_cookie_synack<F>(
+        &self,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        src_mac: EthernetAddress,
+        syn: &TcpRepr,
+        emit: &mut F,
+    ) where
+        F: FnMut(Outgoing) -> Result<(), TxError>,
+    {
+        let peer_mss = syn.max_seg_size.unwrap_or(536);
+        let iss = self
+            .cookies
+            .generate(local, remote, syn.seq_number, peer_mss, now);
+        let mss = SynCookies::encoded_mss(peer_mss).min(self.tcp.mss);
+        // Without timestamps there is nowhere to keep the window scale and
+        // SACK permission, so a cookie connection goes without (as Linux).
+        let ts = match (self.tcp.timestamps, syn.timestamp) {
+            (true, Some(peer)) => {
+                let wscale = if self.tcp.window_scaling {
+                    syn.window_scale
+                } else {
+                    None
+                };
+                let sack = self.tcp.sack && syn.sack_permitted;
+                let now_ts = (now.total_micros() / 1000) as u32;
+                Some(TcpTimestamp {
+                    tsval: self.cookies.encode_timestamp(now_ts, wscale, sack),
+                    tsecr: peer.tsval,
+                })
+            }
+            _ => None,
+        };
+        let with_options = ts.is_some();
+        let synack = TcpRepr {
+            src_port: local.port(),
+            dst_port: remote.port(),
+            control: TcpControl::Syn,
+            seq_number: iss,
+            ack_number: Some(syn.seq_number + 1),
+            window_len: self.tcp.recv_buffer.min(usize::from(u16::MAX)) as u16,
+            window_scale: (with_options && self.tcp.window_scaling && syn.window_scale.is_some())
+                .then(|| self.tcp.recv_window_scale()),
+            max_seg_size: Some(mss),
+            sack_permitted: with_options && self.tcp.sack && syn.sack_permitted,
+            sack_ranges: [None; 3],
+            timestamp: ts,
+            urgent_pointer: None,
+            payload: &[],
+        };
+        let _ = emit(Outgoing {
+            peer_mac: Some(src_mac),
+            dst: *remote.ip(),
+            repr: &synack,
+        });
+    }
+
+    /// The final ACK of a cookie handshake (RFC 4987 §3.6).
+    #[allow(clippy::too_many_arguments)]
+    fn on_cookie_ack<F>(
+        &mut self,
+        now: Instant,
+        l: usize,
+        src_mac: EthernetAddress,
+        remote: SocketAddrV4,
+        seg: &TcpRepr,
+        counters: &mut Counters,
+        emit: &mut F,
+    ) where
+        F: FnMut(Outgoing) -> Result<(), TxError>,
+    {
+        let local = self.local(seg.dst_port);
+        let ack = seg.ack_number.unwrap_or(SeqNumber(0));
+        let Some(mss) = self
+            .cookies
+            .check(local, remote, seg.seq_number - 1, ack - 1, now)
+        else {
+            counters.tcp_syncookies_failed += 1;
+            return self.reset_closed(src_mac, *remote.ip(), seg, counters, emit);
+        };
+        if self.free.is_empty()
+            || self.listeners[l].accept_queue.len() >= self.config.accept_backlog
+        {
+            counters.tcp_refused += 1;
+            return self.reset_closed(src_mac, *remote.ip(), seg, counters, emit);
+        }
+        counters.tcp_syncookies_ok += 1;
+        let (wscale, sack) = match seg.timestamp {
+            Some(ts) => SynCookies::decode_timestamp(ts.tsecr),
+            None => (None, false),
+        };
+        let conn = Connection::from_cookie(&self.tcp, local, remote, seg, mss, wscale, sack, now);
+        if let Ok(h) = self.insert(conn, Some(src_mac), Some(seg.dst_port)) {
+            self.listeners[l].half_open += 1;
+            let slot = &mut self.slots[h.index as usize];
+            let conn = slot.conn.as_mut().expect("just inserted");
+            let before = conn.state();
+            let reply = conn.process(now, seg);
+            let after = conn.state();
+            if let Some(reply) = reply {
+                let _ = emit(Outgoing {
+                    peer_mac: Some(src_mac),
+                    dst: *remote.ip(),
+                    repr: &reply,
+                });
+            }
+            self.on_transition(h.index, before, after);
+            self.mark_ready(h.index);
+        }
+    }
+
+    /// RFC 9293 §3.10.7.1: a segment for no connection gets a RST, unless
+    /// it is one.
+    fn reset_closed<F>(
+        &self,
+        src_mac: EthernetAddress,
+        src: Ipv4Addr,
+        seg: &TcpRepr,
+        counters: &mut Counters,
+        emit: &mut F,
+    ) where
+        F: FnMut(Outgoing) -> Result<(), TxError>,
+    {
+        counters.drop(DropReason::TcpNoConnection);
+        if seg.control == TcpControl::Rst {
+            return;
+        }
+        let (seq, ack) = match seg.ack_number {
+            Some(ack) => (ack, None),
+            None => (SeqNumber(0), Some(seg.seq_number + seg.segment_len())),
+        };
+        let rst = TcpRepr {
+            src_port: seg.dst_port,
+            dst_port: seg.src_port,
+            control: TcpControl::Rst,
+            seq_number: seq,
+            ack_number: ack,
+            window_len: 0,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            urgent_pointer: None,
+            payload: &[],
+        };
+        counters.tcp_resets_out += 1;
+        let _ = emit(Outgoing {
+            peer_mac: Some(src_mac),
+            dst: src,
+            repr: &rst,
+        });
+    }
+
+    fn insert(
+        &mut self,
+        conn: Connection,
+        peer_mac: Option<EthernetAddress>,
+        listener: Option<u16>,
+    ) -> Result<ConnectionHandle, ShardError> {
+        let index = self.free.pop().ok_or(ShardError::NoSlots)?;
+        let key = (conn.remote(), conn.local().port());
+        let slot = &mut self.slots[index as usize];
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.conn = Some(conn);
+        slot.peer_mac = peer_mac;
+        slot.listener = listener;
+        slot.accepted = false;
+        slot.scheduled = None;
+        slot.events = Events::default();
+        self.table.insert(key, index);
+        let h = ConnectionHandle {
+            index,
+            generation: slot.generation,
+        };
+        self.mark_ready(index);
+        Ok(h)
+    }
+
+    /// Moves a passive open between its listener's queues as its state
+    /// changes.
+    fn on_transition(&mut self, index: u32, before: State, after: State) {
+        if before != State::SynReceived || after == State::SynReceived {
+            return;
+        }
+        let slot = &self.slots[index as usize];
+        let Some(port) = slot.listener else { return };
+        let h = ConnectionHandle {
+            index,
+            generation: slot.generation,
+        };
+        if let Some(l) = self.listeners.iter_mut().find(|l| l.port == port) {
+            l.half_open = l.half_open.saturating_sub(1);
+            if after != State::Closed {
+                l.accept_queue.push_back(h);
+            }
+        }
+    }
+
+    fn mark_ready(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        if !slot.ready {
+            slot.ready = true;
+            self.ready.push(index);
+        }
+    }
+
+    /// The next time [`Shard::dispatch`] has work.
+    pub fn poll_at(&self, now: Instant) -> Option<Instant> {
+        if !self.ready.is_empty() {
+            return Some(now);
+        }
+        self.timers.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// Sends what every ready or due connection has to send, reschedules
+    /// their timers, and frees connections that are closed.
+    pub fn dispatch<F>(&mut self, now: Instant, mut emit: F)
+    where
+        F: FnMut(Outgoing) -> Result<(), TxError>,
+    {
+        while let Some(&Reverse((t, index, generation))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let slot = &mut self.slots[index as usize];
+            if slot.generation == generation && slot.scheduled == Some(t) {
+                slot.scheduled = None;
+                if !slot.ready {
+                    slot.ready = true;
+                    self.ready.push(index);
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.ready.len() {
+            let index = self.ready[i];
+            i += 1;
+            let slot = &mut self.slots[index as usize];
+            slot.ready = false;
+            let Some(conn) = slot.conn.as_mut() else {
+                continue;
+            };
+            let before = conn.state();
+            let peer_mac = slot.peer_mac;
+            let dst = *conn.remote().ip();
+            let result = conn.dispatch(now, |repr| {
+                emit(Outgoing {
+                    peer_mac,
+                    dst,
+                    repr,
+                })
+            });
+            let after = conn.state();
+            let slot = &mut self.slots[index as usize];
+            let conn = slot.conn.as_mut().expect("still there");
+            slot.events = slot.events | conn.take_events();
+            let deadline = if result.is_err() {
+                // Out of transmit buffers: try again on the next pass.
+                Some(now)
+            } else {
+                conn.poll_at(now)
+            };
+            if let Some(at) = deadline {
+                if slot.scheduled.is_none_or(|s| at < s) {
+                    slot.scheduled = Some(at);
+                    self.timers.push(Reverse((at, index, slot.generation)));
+                }
+            }
+            if before != after {
+                self.on_transition(index, before, after);
+            }
+            self.maybe_free(index);
+        }
+        self.ready.clear();
+    }
+
+    /// Frees a closed connection once nothing more is owed on it: the
+    /// application was told (or never had it).
+    fn maybe_free(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        let Some(conn) = slot.conn.as_ref() else {
+            return;
+        };
+        if !conn.is_closed() {
+            return;
+        }
+        if slot.accepted && !slot.events.is_empty() {
+            return; // the application has not seen CLOSED yet
+        }
+        let key = (conn.remote(), conn.local().port());
+        let was_listener = slot.listener.take();
+        slot.conn = None;
+        slot.scheduled = None;
+        slot.accepted = false;
+        slot.events = Events::default();
+        self.table.remove(&key);
+        self.free.push(index);
+        self.closed_total += 1;
+        if let Some(port) = was_listener {
+            let h_index = index;
+            if let Some(l) = self.listeners.iter_mut().find(|l| l.port == port) {
+                l.accept_queue.retain(|h| h.index != h_index);
+            }
+        }
+    }
+
+    /// Frees a connection the application is done with (after CLOSED).
+    pub fn release(&mut self, h: ConnectionHandle) {
+        let slot = &mut self.slots[h.index as usize];
+        if slot.generation != h.generation {
+            return;
+        }
+        slot.accepted = false;
+        slot.events = Events::default();
+        self.maybe_free(h.index);
+    }
+
+    /// Tears the shard down: every connection is closed gracefully if it
+    /// can be, then aborted (RST) — the caller gives graceful closes time by
+    /// calling [`Shard::close_all`] and dispatching first. Frees every slot.
+    pub fn destroy<F>(&mut self, now: Instant, mut emit: F)
+    where
+        F: FnMut(Outgoing) -> Result<(), TxError>,
+    {
+        for index in 0..self.slots.len() as u32 {
+            if let Some(conn) = self.slots[index as usize].conn.as_mut() {
+                conn.abort();
+                self.mark_ready(index);
+            }
+        }
+        self.dispatch(now, &mut emit);
+        for index in 0..self.slots.len() as u32 {
+            let slot = &mut self.slots[index as usize];
+            slot.accepted = false;
+            slot.events = Events::default();
+            self.maybe_free(index);
+        }
+        self.listeners.clear();
+        self.timers.clear();
+        debug_assert_eq!(self.connection_count(), 0);
+    }
+
+    /// CLOSE on every connection (the first half of a graceful shutdown).
+    pub fn close_all(&mut self) {
+        for index in 0..self.slots.len() as u32 {
+            if let Some(conn) = self.slots[index as usize].conn.as_mut() {
+                let _ = conn.close();
+                self.mark_ready(index);
+            }
+        }
+    }
+}
