@@ -277,6 +277,17 @@ impl Interface {
         }
     }
 
+    /// Resets every TCP connection still open and frees them all (the end of
+    /// a shutdown, after [`Shard::close_all`] had its grace period).
+    pub fn destroy_tcp(&mut self, now: Instant, tx: &mut impl TxSink) {
+        if let Some(shard) = self.tcp.as_mut() {
+            let mut out = TcpOutput::default();
+            let (config, arp) = (&self.config, &mut self.arp);
+            shard.destroy(now, |seg| out.send(tx, config, arp, now, seg));
+            out.count(&mut self.counters);
+        }
+    }
+
     /// When [`Interface::poll`] next has work (`now` if it has some now).
     pub fn poll_at(&self, now: Instant) -> Option<Instant> {
         let tcp = self.tcp.as_ref().and_then(|s| s.poll_at(now));
@@ -349,6 +360,7 @@ struct TcpOutput {
     bytes: u64,
     no_buffer: u64,
     no_route: u64,
+    arp_requests: u64,
 }
 
 impl TcpOutput {
@@ -362,20 +374,28 @@ impl TcpOutput {
     ) -> Result<(), TxError> {
         let mac = match seg.peer_mac {
             Some(mac) => mac,
-            None => match config
-                .ipv4
-                .next_hop(seg.dst)
-                .and_then(|hop| arp.lookup(hop, now))
-            {
-                Some(mac) => mac,
-                None => {
-                    // Not resolved (yet): the segment is lost like on a
-                    // wire and TCP retransmits it; resolution runs from
-                    // Interface::resolve.
+            None => {
+                let Some(hop) = config.ipv4.next_hop(seg.dst) else {
                     self.no_route += 1;
                     return Ok(());
+                };
+                match arp.resolve(hop, now) {
+                    (Resolution::Known(mac), _) => mac,
+                    (Resolution::Pending, request_now) => {
+                        // Not resolved yet: the segment is lost as on a
+                        // wire and TCP retransmits it; meanwhile ARP asks
+                        // (and retries from Interface::poll).
+                        if request_now {
+                            let req = arp::request(config.mac, config.ipv4.addr, hop);
+                            if arp::send(tx, config.mac, EthernetAddress::BROADCAST, &req).is_ok() {
+                                self.arp_requests += 1;
+                            }
+                        }
+                        self.no_route += 1;
+                        return Ok(());
+                    }
                 }
-            },
+            }
         };
         let tcp_len = seg.repr.buffer_len();
         let ip = ipv4::repr(config.ipv4.addr, seg.dst, IpProtocol::Tcp, tcp_len);
@@ -413,6 +433,9 @@ impl TcpOutput {
         c.tx_frames += self.frames;
         c.tx_bytes += self.bytes;
         c.tcp_segments_out += self.frames;
+        c.arp_requests_out += self.arp_requests;
+        c.tx_frames += self.arp_requests;
+        c.tx_bytes += self.arp_requests * arp::ARP_FRAME_LEN as u64;
         for _ in 0..self.no_buffer {
             c.drop(DropReason::TxNoBuffer);
         }

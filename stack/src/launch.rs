@@ -16,7 +16,7 @@ use crate::{
     host::{self, HostError, InterfaceInfo},
     iface::InterfaceConfig,
     ipv4::Ipv4Config,
-    runtime::{CoreReport, CoreSpec, PollMode, Runtime, RuntimeError},
+    runtime::{App, CoreReport, CoreSpec, NoApp, PollMode, Runtime, RuntimeError, TcpSetup},
 };
 
 /// Everything needed to start the stack on an interface.
@@ -126,7 +126,22 @@ const XDP_HEADROOM: u32 = 256;
 const LINK_OVERHEAD: u32 = 18;
 
 impl Running {
+    /// Starts the stack without TCP: ARP and ICMP only.
     pub fn start(config: &LaunchConfig) -> Result<Running, LaunchError> {
+        Self::start_with(config, None, |_| NoApp)
+    }
+
+    /// Starts the stack with TCP (`tcp`) and one application per core,
+    /// made on its core by `make_app(queue)`.
+    pub fn start_with<A, G>(
+        config: &LaunchConfig,
+        tcp: Option<TcpSetup>,
+        make_app: G,
+    ) -> Result<Running, LaunchError>
+    where
+        A: App + 'static,
+        G: Fn(u32) -> A + Send + Sync + 'static,
+    {
         host::check_privileges()?;
         let info = InterfaceInfo::query(&config.iface)?;
         if info.mtu + LINK_OVERHEAD > config.frame_size.saturating_sub(XDP_HEADROOM) {
@@ -218,13 +233,20 @@ impl Running {
             frame_size: config.frame_size,
             zero_copy: config.zero_copy,
         };
-        let (mut runtime, fds) = Runtime::spawn(&specs, &engine, config.poll, move |queue| {
-            XdpDevice::new(&XdpConfig {
-                queue,
-                ..xdp.clone()
-            })
-            .map_err(|e| e.to_string())
-        })?;
+        let (mut runtime, fds) = Runtime::spawn(
+            &specs,
+            &engine,
+            tcp,
+            config.poll,
+            move |queue| {
+                XdpDevice::new(&XdpConfig {
+                    queue,
+                    ..xdp.clone()
+                })
+                .map_err(|e| e.to_string())
+            },
+            make_app,
+        )?;
         // On an error below, dropping `runtime` stops and joins the cores
         // (still waiting for `go`), and dropping `steering` detaches.
         for &(queue, fd) in &fds {

@@ -20,8 +20,62 @@ use crate::{
     counters::Counters,
     driver::{Device, DeviceCounters},
     iface::{Interface, InterfaceConfig},
-    time::Clock,
+    tcp::{
+        config::TcpConfig,
+        isn::IsnGenerator,
+        shard::{Shard, ShardConfig},
+        syncookie::SynCookies,
+    },
+    time::{Clock, Instant},
 };
+
+/// An application on a core's TCP: the core calls it once per loop pass,
+/// after the received batch, with the core's shard. It accepts, reads and
+/// writes there and then, on the same core (see [`Shard::take_events`]).
+pub trait App {
+    /// Once, before the first frame: listen, connect.
+    fn start(&mut self, shard: &mut Shard, now: Instant);
+    /// Every pass.
+    fn poll(&mut self, shard: &mut Shard, now: Instant);
+    /// Whether the application has finished and the core may stop (a
+    /// one-shot program); servers never finish.
+    fn finished(&self) -> bool {
+        false
+    }
+}
+
+/// A core without an application (ARP and ICMP only).
+pub struct NoApp;
+
+impl App for NoApp {
+    fn start(&mut self, _: &mut Shard, _: Instant) {}
+    fn poll(&mut self, _: &mut Shard, _: Instant) {}
+}
+
+/// TCP for every core: settings, limits, and the keys all cores share (a
+/// SYN cookie made on one core validates on another).
+#[derive(Debug, Clone)]
+pub struct TcpSetup {
+    pub config: TcpConfig,
+    pub shard: ShardConfig,
+    pub isn: IsnGenerator,
+    pub cookies: SynCookies,
+    /// On stop: how long connections get to close gracefully before the
+    /// rest are reset.
+    pub shutdown_grace: Duration,
+}
+
+impl TcpSetup {
+    pub fn new(config: TcpConfig, shard: ShardConfig) -> Self {
+        TcpSetup {
+            config,
+            shard,
+            isn: IsnGenerator::random(),
+            cookies: SynCookies::random(),
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
 
 /// How a core waits for work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,24 +107,65 @@ pub struct CoreReport {
     pub device: DeviceCounters,
 }
 
-/// Runs one core's loop on the current thread until `stop` is set. One core
-/// per interface (`announce`) sends the start-of-life frames.
-pub fn run_core<D: Device>(
+/// Runs one core's loop on the current thread until `stop` is set (or the
+/// application finished), then shuts TCP down: every connection is closed,
+/// given `grace` to finish, and the rest reset. One core per interface
+/// (`announce`) sends the start-of-life frames.
+#[allow(clippy::too_many_arguments)]
+pub fn run_core<D: Device, A: App>(
     device: &mut D,
     iface: &mut Interface,
+    app: &mut A,
     mode: PollMode,
     clock: &Clock,
     stop: &AtomicBool,
     announce: bool,
+    grace: Duration,
 ) -> io::Result<()> {
     if announce {
         iface.start(clock.now(), &mut device.transmitter());
         device.flush()?;
     }
+    if let Some(shard) = iface.tcp_mut() {
+        app.start(shard, clock.now());
+    }
+    run_passes(device, iface, app, mode, clock, |_, app| {
+        stop.load(Ordering::Relaxed) || app.finished()
+    })?;
+    if iface.tcp().is_none() {
+        return Ok(());
+    }
+    // Graceful: CLOSE everything and run until every connection is closed
+    // or in TIME-WAIT (the peer has all our data), or the grace ends.
+    if let Some(shard) = iface.tcp_mut() {
+        shard.close_all();
+    }
+    let deadline = clock.now() + grace;
+    let settled = run_passes(device, iface, &mut NoApp, mode, clock, |iface, _| {
+        clock.now() >= deadline || iface.tcp().is_none_or(|s| s.all_closed_or_time_wait())
+    });
+    // Then abort what is left (RST) and free every slot.
+    iface.destroy_tcp(clock.now(), &mut device.transmitter());
+    device.flush()?;
+    settled
+}
+
+/// One pass after another until `done` says so.
+fn run_passes<D: Device, A: App>(
+    device: &mut D,
+    iface: &mut Interface,
+    app: &mut A,
+    mode: PollMode,
+    clock: &Clock,
+    mut done: impl FnMut(&Interface, &A) -> bool,
+) -> io::Result<()> {
     let mut idle: u32 = 0;
-    while !stop.load(Ordering::Relaxed) {
+    while !done(iface, app) {
         let now = clock.now();
         let handled = device.receive(BATCH, |frame, tx| iface.receive_frame(frame, now, tx));
+        if let Some(shard) = iface.tcp_mut() {
+            app.poll(shard, now);
+        }
         if iface.poll_at(now).is_some_and(|at| at <= now) {
             iface.poll(now, &mut device.transmitter());
         }
@@ -131,15 +226,19 @@ impl Runtime {
     /// socket fd for the XDP program's socket map; the fds stay valid until
     /// the runtime is stopped, since a waiting core keeps its device. On any
     /// failure, stops the others and reports the first error.
-    pub fn spawn<D, F>(
+    pub fn spawn<D, F, A, G>(
         specs: &[CoreSpec],
         iface: &InterfaceConfig,
+        tcp: Option<TcpSetup>,
         mode: PollMode,
         make_device: F,
+        make_app: G,
     ) -> Result<(Runtime, Vec<(u32, RawFd)>), RuntimeError>
     where
         D: Device + AsRawFd + 'static,
         F: Fn(u32) -> Result<D, String> + Send + Sync + 'static,
+        A: App + 'static,
+        G: Fn(u32) -> A + Send + Sync + 'static,
     {
         let available = core_affinity::get_core_ids().unwrap_or_default();
         for spec in specs {
@@ -150,6 +249,7 @@ impl Runtime {
             }
         }
         let make_device = Arc::new(make_device);
+        let make_app = Arc::new(make_app);
         let clock = Clock::new();
         let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
         let mut runtime = Runtime {
@@ -161,8 +261,10 @@ impl Runtime {
             let announce = i == 0;
             let stop = runtime.stop.clone();
             let make_device = make_device.clone();
+            let make_app = make_app.clone();
             let ready = ready_tx.clone();
             let config = iface.clone();
+            let tcp = tcp.clone();
             let (go_tx, go_rx) = mpsc::channel::<bool>();
             let spawned = std::thread::Builder::new()
                 .name(format!("bypass-q{}", spec.queue))
@@ -182,9 +284,15 @@ impl Runtime {
                     };
                     let _ = ready.send(Ok((spec.queue, device.as_raw_fd())));
                     drop(ready);
-                    let mut engine = Interface::new(config);
+                    let grace = tcp.as_ref().map_or(Duration::ZERO, |t| t.shutdown_grace);
+                    let mut engine = Interface::new(config.clone());
+                    if let Some(t) = tcp {
+                        engine = engine.with_tcp(Shard::new(t.config, t.shard, config.ipv4.addr, t.isn, t.cookies));
+                    }
+                    let mut app = make_app(spec.queue);
                     if go_rx.recv() == Ok(true) {
-                        let result = run_core(&mut device, &mut engine, mode, &clock, &stop, announce);
+                        let result =
+                            run_core(&mut device, &mut engine, &mut app, mode, &clock, &stop, announce, grace);
                         if let Err(e) = &result {
                             tracing::error!(queue = spec.queue, error = %e, "core stopped on an I/O error");
                             stop.store(true, Ordering::Relaxed);

@@ -5,11 +5,13 @@
 // receive queue it arrived on) or to the kernel (XDP_PASS, untouched).
 //
 // What belongs to the stack:
-//   - IPv4 TCP to one of the stack's addresses and a steered port;
-//   - owned-IP mode only: ARP whose target protocol address is one of the
-//     stack's addresses, ICMP to one of them, and IPv4 fragments to them
-//     (the stack counts and drops fragments; the kernel has no use for them
-//     since it does not own the address).
+//   - shared-IP mode: IPv4 TCP to one of the stack's addresses and a
+//     steered port (the kernel keeps everything else);
+//   - owned-IP mode: all TCP to the stack's addresses (listeners, and the
+//     replies to its own active opens, whatever their port), ARP whose
+//     target protocol address is one of them, ICMP to them, and IPv4
+//     fragments to them (the stack counts and drops fragments; the kernel
+//     has no use for them since it does not own the address).
 //
 // Userspace configures it through maps; see xdp-prog/src/lib.rs for the
 // Rust side, which mirrors the layouts below.
@@ -162,6 +164,8 @@ int steer(struct xdp_md *ctx)
 		return verdict(ctx, owned);
 	if (ip->protocol != IPPROTO_TCP)
 		return verdict(ctx, 0);
+	if (owned)
+		return verdict(ctx, 1);
 
 	__u32 ihl = ip->ihl * 4;
 	if (ihl < sizeof(*ip))

@@ -109,6 +109,8 @@ struct Slot {
     ready: bool,
     /// Events not yet delivered to the application.
     events: Events,
+    /// In the `eventful` list.
+    eventful: bool,
 }
 
 /// Where a segment goes: the peer's link address if known, its IP address,
@@ -130,6 +132,9 @@ pub struct Shard {
     listeners: Vec<Listener>,
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     ready: Vec<u32>,
+    /// Accepted connections with events for the application, so taking
+    /// events costs nothing for the quiet ones.
+    eventful: Vec<u32>,
     isn: IsnGenerator,
     cookies: SynCookies,
     next_port: u16,
@@ -176,6 +181,7 @@ impl Shard {
                     scheduled: None,
                     ready: false,
                     events: Events::default(),
+                    eventful: false,
                 })
                 .collect(),
             free: (0..n as u32).rev().collect(),
@@ -183,6 +189,7 @@ impl Shard {
             listeners: Vec::new(),
             timers: BinaryHeap::with_capacity(n * 4),
             ready: Vec::with_capacity(n),
+            eventful: Vec::with_capacity(n),
             isn,
             cookies,
             next_port: *EPHEMERAL.start(),
@@ -240,6 +247,7 @@ impl Shard {
         let slot = &mut self.slots[h.index as usize];
         slot.accepted = true;
         slot.listener = None;
+        self.gather_events(h.index);
         Some(h)
     }
 
@@ -297,11 +305,15 @@ impl Shard {
         slot.conn.as_mut()
     }
 
-    /// Calls `f` for every accepted connection with events, then frees the
-    /// connections that are closed and told so.
+    /// Calls `f` for every accepted connection with events. Connections the
+    /// application saw close are freed on the next dispatch.
     pub fn take_events(&mut self, mut f: impl FnMut(ConnectionHandle, &mut Connection, Events)) {
-        for i in 0..self.slots.len() {
-            let slot = &mut self.slots[i];
+        let mut i = 0;
+        while i < self.eventful.len() {
+            let index = self.eventful[i];
+            i += 1;
+            let slot = &mut self.slots[index as usize];
+            slot.eventful = false;
             let Some(conn) = slot.conn.as_mut() else {
                 continue;
             };
@@ -311,13 +323,27 @@ impl Shard {
             }
             let events = std::mem::take(&mut slot.events);
             let h = ConnectionHandle {
-                index: i as u32,
+                index,
                 generation: slot.generation,
             };
             f(h, conn, events);
             // Whatever the application did (send, close) needs a dispatch;
             // a connection it saw close can now be freed.
-            self.mark_ready(i as u32);
+            self.mark_ready(index);
+        }
+        self.eventful.clear();
+    }
+
+    /// Collects a connection's new events and lists it for the
+    /// application if it has any.
+    fn gather_events(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        if let Some(conn) = slot.conn.as_mut() {
+            slot.events = slot.events | conn.take_events();
+        }
+        if slot.accepted && !slot.events.is_empty() && !slot.eventful {
+            slot.eventful = true;
+            self.eventful.push(index);
         }
     }
 
@@ -588,6 +614,7 @@ impl Shard {
         slot.accepted = false;
         slot.scheduled = None;
         slot.events = Events::default();
+        slot.eventful = false;
         self.table.insert(key, index);
         let h = ConnectionHandle {
             index,
@@ -673,9 +700,9 @@ impl Shard {
                 })
             });
             let after = conn.state();
+            self.gather_events(index);
             let slot = &mut self.slots[index as usize];
             let conn = slot.conn.as_mut().expect("still there");
-            slot.events = slot.events | conn.take_events();
             let deadline = if result.is_err() {
                 // Out of transmit buffers: try again on the next pass.
                 Some(now)
@@ -760,6 +787,16 @@ impl Shard {
         self.listeners.clear();
         self.timers.clear();
         debug_assert_eq!(self.connection_count(), 0);
+    }
+
+    /// Whether every connection is closed or in TIME-WAIT: nothing more to
+    /// deliver to any peer.
+    pub fn all_closed_or_time_wait(&self) -> bool {
+        self.slots.iter().all(|s| {
+            s.conn
+                .as_ref()
+                .is_none_or(|c| matches!(c.state(), State::Closed | State::TimeWait))
+        })
     }
 
     /// CLOSE on every connection (the first half of a graceful shutdown).

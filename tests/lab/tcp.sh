@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Lab test for the TCP engine against the Linux kernel: the stack's inetd
+# example (echo/7, discard/9, reset/10, chargen/19) served to kernel clients
+# in bpx-cli, byte-exact (sha256) from 1 B to 64 MiB with window scaling,
+# timestamps and SACK negotiated (read from the kernel's TCP_INFO), graceful
+# close and abort as the kernel sees them, the same under loss in both
+# directions (a tc BPF program dropping TCP on bpx1), and the stack as an
+# active opener to a kernel echo server.
+source "$(dirname "$0")/lib.sh"
+
+INETD="${INETD:-$ROOT/target/release/examples/inetd}"
+PEER="$ROOT/tests/lab/tcp_peer.py"
+[ -x "$INETD" ] || { echo "tcp lab test: $INETD missing: cargo build --release -p bypass-stack --example inetd" >&2; exit 1; }
+
+start_inetd() { # LOG ARGS...
+  local log=$1
+  shift
+  "$LAB" exec srv "$INETD" --iface bpx0 --ip 10.99.0.1 "$@" >"$log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 200); do
+    grep -q "serving" "$log" && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+peer() { cli timeout 120 python3 "$PEER" "$@"; }
+
+# peer_check NAME ARGS...: the kernel-side client must succeed.
+peer_check() {
+  local name=$1
+  shift
+  local out
+  if out=$(peer "$@" 2>&1); then pass "$name: $out"; else fail "$name" "$out"; fi
+}
+
+echo "== tcp: kernel clients against the stack (2 queues)"
+"$LAB" up --queues 2 >/dev/null
+LOG="$ARTIFACTS/tcp-inetd.log"
+if start_inetd "$LOG"; then pass "inetd starts"; else fail "inetd starts" "$(cat "$LOG")"; fi
+for n in 1 1447 1448 1449 65536 1048576 67108864; do
+  peer_check "echo $n B" echo "$n"
+done
+out=$(peer echo 100000 2>&1)
+check "window scaling, timestamps and SACK negotiated (tcpi_options 7)" grep -q "tcpi_options 7" <<<"$out"
+peer_check "discard 16 MiB" discard 16777216
+peer_check "chargen 1 MiB" chargen 1048576
+peer_check "abort seen by the kernel" reset
+peer_check "closed port refused" closed
+# Eight connections at once, over both queues.
+pids=()
+for i in $(seq 1 8); do
+  peer echo 4194304 >"$ARTIFACTS/tcp-parallel-$i.log" 2>&1 &
+  pids+=($!)
+done
+ok=0
+for p in "${pids[@]}"; do wait "$p" && ok=$((ok + 1)); done
+check "8 parallel 4 MiB echoes byte-exact ($ok/8)" test "$ok" = 8
+
+echo "== tcp: loss in both directions"
+LOSS_DIR=$(mktemp -d)
+cat >"$LOSS_DIR/loss.c" <<'C'
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+/* Drops about 1 in 50 TCP segments (2%); everything else passes. */
+SEC("tc") int lossy(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != IPPROTO_TCP)
+		return TC_ACT_OK;
+	return bpf_get_prandom_u32() % 50 == 0 ? TC_ACT_SHOT : TC_ACT_OK;
+}
+char LICENSE[] SEC("license") = "GPL";
+C
+clang -O2 -g -target bpf -I"$MULTIARCH_INCLUDE" -c "$LOSS_DIR/loss.c" -o "$LOSS_DIR/loss.o"
+cli tc qdisc add dev bpx1 clsact
+cli tc filter add dev bpx1 ingress bpf direct-action obj "$LOSS_DIR/loss.o" sec tc
+cli tc filter add dev bpx1 egress bpf direct-action obj "$LOSS_DIR/loss.o" sec tc
+peer_check "echo 64 MiB at 2% loss each way" echo 67108864
+peer_check "echo 1 MiB at 2% loss each way" echo 1048576
+dropped=$(cli tc -s qdisc show dev bpx1 | grep -A1 clsact | grep -o 'dropped [0-9]*' | grep -o '[0-9]*')
+check "the BPF program really dropped segments (${dropped:-0})" test "${dropped:-0}" -gt 100
+cli tc qdisc del dev bpx1 clsact
+stop_server
+check "SIGTERM: exit code 0" test "$SERVER_RC" = 0
+check "SIGTERM: XDP detached" no_xdp
+
+echo "== tcp: the stack as an active opener (1 queue)"
+"$LAB" up --queues 1 >/dev/null
+ES_LOG="$ARTIFACTS/tcp-echo-server.log"
+cli timeout 120 python3 "$PEER" echo-server 7777 1 >"$ES_LOG" 2>&1 &
+ES_PID=$!
+for _ in $(seq 1 100); do grep -q listening "$ES_LOG" && break; sleep 0.05; done
+LOG="$ARTIFACTS/tcp-active.log"
+"$LAB" exec srv timeout 120 "$INETD" --iface bpx0 --ip 10.99.0.1 --echo-to 10.99.0.2:7777 --bytes 16777216 >"$LOG" 2>&1
+rc=$?
+wait "$ES_PID"
+check "inetd --echo-to exits 0 (rc=$rc)" test "$rc" = 0
+check "16 MiB echoed back byte-exact" grep -q "16777216 bytes echoed byte-exact" "$LOG"
+check "kernel server saw 16 MiB, a graceful close and options 7" grep -q "echo server: 16777216 bytes .* graceful close, tcpi_options 7" "$ES_LOG"
+check "XDP detached" no_xdp
+rm -rf "$LOSS_DIR"
+finish tcp
