@@ -1711,21 +1711,32 @@ impl Connection {
 
     /// `<SEQ=seq><CTL=RST>` or, with `ack`, `<SEQ=seq><ACK=ack><CTL=RST,ACK>`.
     fn reset_reply(&self, seq: SeqNumber, ack: Option<SeqNumber>) -> TcpRepr<'static> {
-        TcpRepr {
-            src_port: self.local.port(),
-            dst_port: self.remote.port(),
-            control: TcpControl::Rst,
-            seq_number: seq,
-            ack_number: ack,
-            window_len: 0,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            urgent_pointer: None,
-            payload: &[],
-        }
+        reset_segment(self.local.port(), self.remote.port(), seq, ack)
+    }
+}
+
+/// A bare reset: `<SEQ=seq><CTL=RST>`, or with `ack`
+/// `<SEQ=seq><ACK=ack><CTL=RST,ACK>` (RFC 9293 §3.10.7.1).
+pub(crate) fn reset_segment(
+    src_port: u16,
+    dst_port: u16,
+    seq: SeqNumber,
+    ack: Option<SeqNumber>,
+) -> TcpRepr<'static> {
+    TcpRepr {
+        src_port,
+        dst_port,
+        control: TcpControl::Rst,
+        seq_number: seq,
+        ack_number: ack,
+        window_len: 0,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        urgent_pointer: None,
+        payload: &[],
     }
 }
 

@@ -21,7 +21,7 @@ use std::{
 
 use super::{
     config::TcpConfig,
-    connection::{Connection, Events, State},
+    connection::{reset_segment, Connection, Events, State},
     isn::IsnGenerator,
     syncookie::SynCookies,
 };
@@ -575,21 +575,7 @@ impl Shard {
             Some(ack) => (ack, None),
             None => (SeqNumber(0), Some(seg.seq_number + seg.segment_len())),
         };
-        let rst = TcpRepr {
-            src_port: seg.dst_port,
-            dst_port: seg.src_port,
-            control: TcpControl::Rst,
-            seq_number: seq,
-            ack_number: ack,
-            window_len: 0,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            urgent_pointer: None,
-            payload: &[],
-        };
+        let rst = reset_segment(seg.dst_port, seg.src_port, seq, ack);
         counters.tcp_resets_out += 1;
         let _ = emit(Outgoing {
             peer_mac: Some(src_mac),
