@@ -48,6 +48,12 @@ drop_reasons! {
     TcpNoConnection => "tcp_no_connection",
     TcpBacklogFull => "tcp_backlog_full",
     TcpNoRoute => "tcp_no_route",
+    TcpOutOfWindow => "tcp_out_of_window",
+    TcpPaws => "tcp_paws",
+    TcpBadAck => "tcp_bad_ack",
+    TcpChallengeAck => "tcp_challenge_ack",
+    TcpUnexpected => "tcp_unexpected_segment",
+    TcpReassemblyFull => "tcp_reassembly_full",
     TxNoBuffer => "tx_no_buffer",
     TxTooLong => "tx_frame_too_long",
 }

@@ -23,6 +23,7 @@ use super::{
     rtt::RttEstimator, sack::Scoreboard,
 };
 use crate::{
+    counters::DropReason,
     driver::TxError,
     time::Instant,
     wire::{SeqNumber, TcpControl, TcpRepr, TcpTimestamp},
@@ -281,6 +282,8 @@ pub struct Connection {
     rst_pending: Option<(SeqNumber, Option<SeqNumber>)>,
     /// A zero-window or keepalive probe is due.
     probe_due: bool,
+    /// Why the last segment was rejected, for the shard's counters.
+    rejected: Option<DropReason>,
     /// The application closed and will not read: data arriving now is
     /// answered with a RST (RFC 9293 §3.10.7.4, RFC 1122 §4.2.2.13).
     orphaned: bool,
@@ -361,6 +364,7 @@ impl Connection {
             close_at: None,
             rst_pending: None,
             probe_due: false,
+            rejected: None,
             orphaned: false,
         }
     }
@@ -525,6 +529,11 @@ impl Connection {
     /// slot can be freed.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed && self.rst_pending.is_none()
+    }
+
+    /// Why the last processed segment was rejected, if it was (taken).
+    pub fn take_rejection(&mut self) -> Option<DropReason> {
+        self.rejected.take()
     }
 
     /// Events since the last call.
@@ -758,6 +767,7 @@ impl Connection {
         // First: the ACK bit.
         if let Some(ack) = seg.ack_number {
             if ack <= self.iss || ack > self.snd_max {
+                self.rejected = Some(DropReason::TcpBadAck);
                 if seg.control == TcpControl::Rst {
                     return None;
                 }
@@ -769,11 +779,14 @@ impl Connection {
         if seg.control == TcpControl::Rst {
             if seg.ack_number.is_some() {
                 self.enter_closed(Some(Error::Refused));
+            } else {
+                self.rejected = Some(DropReason::TcpUnexpected);
             }
             return None;
         }
         // Fourth: SYN.
         if seg.control != TcpControl::Syn {
+            self.rejected = Some(DropReason::TcpUnexpected);
             return None;
         }
         self.irs = seg.seq_number;
@@ -838,6 +851,7 @@ impl Connection {
                     }
                 } else {
                     self.ack_now = true;
+                    self.rejected = Some(DropReason::TcpPaws);
                     return None;
                 }
             }
@@ -845,6 +859,7 @@ impl Connection {
 
         // First: sequence number acceptability.
         if !self.segment_acceptable(seg) {
+            self.rejected = Some(DropReason::TcpOutOfWindow);
             if seg.control != TcpControl::Rst {
                 // RFC 9293: send an ACK (and drop); in TIME-WAIT the same.
                 self.ack_now = true;
@@ -864,6 +879,7 @@ impl Connection {
             } else {
                 // In the window but not exact: challenge ACK.
                 self.ack_now = true;
+                self.rejected = Some(DropReason::TcpChallengeAck);
             }
             return None;
         }
@@ -876,14 +892,19 @@ impl Connection {
                 return None;
             }
             self.ack_now = true;
+            self.rejected = Some(DropReason::TcpChallengeAck);
             return None;
         }
 
         // Fifth: the ACK field.
         // Without ACK the segment is dropped (RFC 9293 fifth step).
-        let ack = seg.ack_number?;
+        let Some(ack) = seg.ack_number else {
+            self.rejected = Some(DropReason::TcpUnexpected);
+            return None;
+        };
         if self.state == State::SynReceived {
             if ack <= self.snd_una || ack > self.snd_max {
+                self.rejected = Some(DropReason::TcpBadAck);
                 return Some(self.reset_reply(ack, None));
             }
             // The handshake's last step.
@@ -901,12 +922,11 @@ impl Connection {
         // RFC 5961 §5.2: acceptable ACKs lie in
         // [SND.UNA - MAX.SND.WND, SND.MAX].
         let oldest_ok = self.snd_una - self.max_snd_wnd.min(i32::MAX as usize / 2);
-        if ack < oldest_ok {
+        if ack < oldest_ok || ack > self.snd_max {
+            // RFC 5961 §5.2 (too old: challenge ACK) and RFC 9293 (ahead of
+            // anything sent: ACK and drop).
             self.ack_now = true;
-            return None;
-        }
-        if ack > self.snd_max {
-            self.ack_now = true;
+            self.rejected = Some(DropReason::TcpBadAck);
             return None;
         }
         self.update_timestamp(seg);
@@ -1162,6 +1182,7 @@ impl Connection {
                 if offset > 0 {
                     // Too many holes: drop it; the peer will send it again.
                     self.ack_now = true;
+                    self.rejected = Some(DropReason::TcpReassemblyFull);
                     return;
                 }
                 // In-order data must always get in, or nothing ever would:

@@ -382,6 +382,9 @@ impl Shard {
             let conn = slot.conn.as_mut().expect("table points at live slots");
             let before = conn.state();
             let reply = conn.process(now, &seg);
+            if let Some(reason) = conn.take_rejection() {
+                counters.drop(reason);
+            }
             let after = conn.state();
             if let Some(reply) = reply {
                 counters.tcp_resets_out += u64::from(reply.control == TcpControl::Rst);

@@ -10,6 +10,7 @@ use std::{
 
 use super::*;
 use crate::{
+    counters::DropReason,
     driver::memlink::{Faults, MemLink, MemPort},
     wire::TcpPacket,
 };
@@ -226,6 +227,7 @@ fn rfc5961_challenge_acks_for_in_window_rst_and_syn() {
     // RST in the window but not at RCV.NXT: challenge ACK, stay up.
     c.process(now, &peer_seg(TcpControl::Rst, PEER_ISS + 10, None, 0, b""));
     assert_eq!(c.state(), State::Established);
+    assert_eq!(c.take_rejection(), Some(DropReason::TcpChallengeAck));
     let out = drain(&mut c, now);
     let ack = seg_of(&out[0], A_ADDR, B_ADDR);
     assert_eq!(
@@ -245,6 +247,7 @@ fn rfc5961_challenge_acks_for_in_window_rst_and_syn() {
         &peer_seg(TcpControl::Rst, PEER_ISS + 1_000_000, None, 0, b""),
     );
     assert!(drain(&mut c, now).is_empty());
+    assert_eq!(c.take_rejection(), Some(DropReason::TcpOutOfWindow));
     // The exact RST resets.
     c.process(now, &peer_seg(TcpControl::Rst, PEER_ISS + 1, None, 0, b""));
     assert_eq!(c.state(), State::Closed);
@@ -263,6 +266,7 @@ fn unacceptable_ack_is_answered_and_dropped() {
         &peer_seg(TcpControl::None, PEER_ISS + 1, Some(ISS + 100), 1000, b""),
     );
     assert_eq!(c.status().send_queued, 5, "nothing acknowledged");
+    assert_eq!(c.take_rejection(), Some(DropReason::TcpBadAck));
     assert_eq!(drain(&mut c, now).len(), 1, "answered with an ACK");
 }
 
@@ -632,6 +636,7 @@ fn paws_drops_old_timestamps() {
     });
     c.process(now, &old);
     assert_eq!(c.status().recv_queued, 0, "PAWS rejected it");
+    assert_eq!(c.take_rejection(), Some(DropReason::TcpPaws));
     let mut fresh = old;
     fresh.timestamp = Some(TcpTimestamp {
         tsval: 1001,
