@@ -19,7 +19,7 @@ use crate::{
     time::Instant,
     wire::{
         ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
-        EthernetRepr, IpProtocol, Ipv4Packet, TcpPacket, WireError,
+        EthernetRepr, IpProtocol, Ipv4Packet, TcpControl, TcpPacket, WireError,
     },
 };
 
@@ -360,6 +360,8 @@ struct TcpOutput {
     bytes: u64,
     no_buffer: u64,
     no_route: u64,
+    too_long: u64,
+    resets: u64,
     arp_requests: u64,
 }
 
@@ -420,10 +422,14 @@ impl TcpOutput {
             Ok(()) => {
                 self.frames += 1;
                 self.bytes += len as u64;
+                self.resets += u64::from(seg.repr.control == TcpControl::Rst);
                 Ok(())
             }
             Err(e) => {
-                self.no_buffer += 1;
+                match e {
+                    TxError::NoBuffer => self.no_buffer += 1,
+                    TxError::TooLong => self.too_long += 1,
+                }
                 Err(e)
             }
         }
@@ -442,6 +448,10 @@ impl TcpOutput {
         for _ in 0..self.no_route {
             c.drop(DropReason::TcpNoRoute);
         }
+        for _ in 0..self.too_long {
+            c.drop(DropReason::TxTooLong);
+        }
+        c.tcp_resets_out += self.resets;
     }
 }
 

@@ -531,6 +531,22 @@ impl Connection {
         self.state == State::Closed && self.rst_pending.is_none()
     }
 
+    /// Whether a SYN for this 4-tuple may start a new connection although
+    /// this one is in TIME-WAIT: its sequence number or timestamp is beyond
+    /// the old incarnation's (RFC 9293 §3.10.7.4 note, RFC 6191).
+    pub fn time_wait_allows(&self, syn: &TcpRepr) -> bool {
+        if self.state != State::TimeWait
+            || syn.control != TcpControl::Syn
+            || syn.ack_number.is_some()
+        {
+            return false;
+        }
+        match (self.timestamps, syn.timestamp) {
+            (Some(ts), Some(seg_ts)) => (seg_ts.tsval.wrapping_sub(ts.recent) as i32) > 0,
+            _ => syn.seq_number > self.rcv_nxt,
+        }
+    }
+
     /// Why the last processed segment was rejected, if it was (taken).
     pub fn take_rejection(&mut self) -> Option<DropReason> {
         self.rejected.take()
@@ -858,13 +874,36 @@ impl Connection {
         }
 
         // First: sequence number acceptability.
+        let trimmed;
+        let mut seg = seg;
         if !self.segment_acceptable(seg) {
-            self.rejected = Some(DropReason::TcpOutOfWindow);
-            if seg.control != TcpControl::Rst {
-                // RFC 9293: send an ACK (and drop); in TIME-WAIT the same.
+            let wnd = self.rcv_adv.distance_from(self.rcv_nxt);
+            if wnd <= 0 && seg.seq_number == self.rcv_nxt && seg.control != TcpControl::Rst {
+                // RFC 9293: with a zero receive window the text is not
+                // acceptable, but valid ACKs, URGs and RSTs are still
+                // processed. Go on without the text (and answer).
+                trimmed = TcpRepr {
+                    payload: &[],
+                    control: match seg.control {
+                        TcpControl::Fin | TcpControl::Psh => TcpControl::None,
+                        c => c,
+                    },
+                    ..*seg
+                };
+                seg = &trimmed;
                 self.ack_now = true;
+            } else {
+                self.rejected = Some(DropReason::TcpOutOfWindow);
+                if seg.control != TcpControl::Rst {
+                    // RFC 9293: send an ACK (and drop); in TIME-WAIT the same,
+                    // and a retransmitted FIN restarts the 2 MSL timer.
+                    self.ack_now = true;
+                    if self.state == State::TimeWait && seg.control == TcpControl::Fin {
+                        self.close_at = Some(now + self.cfg.time_wait);
+                    }
+                }
+                return None;
             }
-            return None;
         }
 
         // Second: RST (RFC 5961 §3.2).
@@ -929,7 +968,7 @@ impl Connection {
             self.rejected = Some(DropReason::TcpBadAck);
             return None;
         }
-        self.update_timestamp(seg);
+        self.update_timestamp(now, seg);
         self.process_ack(now, seg, ack);
         if self.state == State::Closed {
             return None;
@@ -985,12 +1024,13 @@ impl Connection {
 
     /// RFC 7323 §4.3 (2): TS.Recent follows the segment that starts at or
     /// before the last ACK we sent.
-    fn update_timestamp(&mut self, seg: &TcpRepr) {
+    fn update_timestamp(&mut self, now: Instant, seg: &TcpRepr) {
         if let (Some(ts), Some(seg_ts)) = (self.timestamps.as_mut(), seg.timestamp) {
             if (seg_ts.tsval.wrapping_sub(ts.recent) as i32) >= 0
                 && seg.seq_number <= self.last_ack_sent
             {
                 ts.recent = seg_ts.tsval;
+                ts.recent_at = now;
             }
         }
     }
@@ -1411,8 +1451,10 @@ impl Connection {
         // NewReno's retransmission of the segment at SND.UNA.
         if self.rexmit_una {
             let seq = self.snd_una;
-            if self.emit_data(now, seq, &mut emit)? > 0 {
+            let n = self.emit_data(now, seq, &mut emit)?;
+            if n > 0 {
                 sent_any = true;
+                self.rexmit_next = self.rexmit_next.max(seq + n);
             }
             self.rexmit_una = false;
         }
@@ -1437,12 +1479,11 @@ impl Connection {
             }
             sent_any = true;
         }
-        // Zero window with data waiting and nothing in flight: persist.
-        if self.snd_wnd == 0
-            && self.unsent() > 0
-            && self.snd_max == self.snd_una
-            && self.persist_at.is_none()
-        {
+        // Zero window with data waiting or outstanding and no timer that
+        // would otherwise wake us: persist (a lost window update must not
+        // hang the connection).
+        let waiting = self.unsent() > 0 || self.snd_max > self.snd_una;
+        if self.snd_wnd == 0 && waiting && self.persist_at.is_none() && self.rto_at.is_none() {
             self.arm_persist(now);
         }
         if self.ack_now && !sent_any {
@@ -1542,7 +1583,9 @@ impl Connection {
         // and it never goes out merely because the window is small.
         if len < self.send_mss && !fin {
             let window_limited = len < unsent;
-            if window_limited && len < self.max_snd_wnd / 2 {
+            // With nothing in flight no ACK will come to open the window
+            // further: send what fits (the override of §3.8.6.2.1, at once).
+            if window_limited && len < self.max_snd_wnd / 2 && self.snd_max > self.snd_una {
                 return None;
             }
             if self.cfg.nagle && self.snd_max > self.snd_una && !window_limited {

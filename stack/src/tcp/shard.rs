@@ -230,12 +230,16 @@ impl Shard {
     /// Stops listening on `port`; connections not yet accepted are reset.
     pub fn unlisten(&mut self, port: u16) {
         if let Some(i) = self.listeners.iter().position(|l| l.port == port) {
-            let listener = self.listeners.swap_remove(i);
-            for h in listener.accept_queue {
-                if let Some(c) = self.get_mut(h) {
-                    c.abort();
+            self.listeners.swap_remove(i);
+            // Everything not yet accepted, established or half-open.
+            for index in 0..self.slots.len() as u32 {
+                let slot = &mut self.slots[index as usize];
+                if slot.listener == Some(port) && !slot.accepted {
+                    if let Some(c) = slot.conn.as_mut() {
+                        c.abort();
+                    }
+                    self.mark_ready(index);
                 }
-                self.mark_ready(h.index);
             }
         }
     }
@@ -374,9 +378,27 @@ impl Shard {
         };
         counters.tcp_segments_in += 1;
         let remote = SocketAddrV4::new(src, seg.src_port);
-        if let Some(&index) = self.table.get(&(remote, seg.dst_port)) {
+        let mut found = self.table.get(&(remote, seg.dst_port)).copied();
+        if let Some(index) = found {
             let slot = &mut self.slots[index as usize];
-            if slot.peer_mac.is_none() || seg.control == TcpControl::Syn {
+            if slot.conn.as_ref().is_some_and(|c| c.time_wait_allows(&seg)) {
+                // A new incarnation of a 4-tuple in TIME-WAIT: the old one
+                // goes, the SYN goes to the listener.
+                if let Some(c) = slot.conn.as_mut() {
+                    c.abort();
+                }
+                slot.accepted = false;
+                slot.events = Events::default();
+                self.maybe_free(index);
+                found = None;
+            }
+        }
+        if let Some(index) = found {
+            let slot = &mut self.slots[index as usize];
+            // The peer's MAC is learned once; afterwards only from a SYN-ACK
+            // that completes our active open (so a stray SYN cannot redirect
+            // the connection's frames).
+            if slot.peer_mac.is_none() {
                 slot.peer_mac = Some(src_mac);
             }
             let conn = slot.conn.as_mut().expect("table points at live slots");
@@ -386,8 +408,11 @@ impl Shard {
                 counters.drop(reason);
             }
             let after = conn.state();
+            if before == State::SynSent && after != State::SynSent && seg.control == TcpControl::Syn
+            {
+                slot.peer_mac = Some(src_mac);
+            }
             if let Some(reply) = reply {
-                counters.tcp_resets_out += u64::from(reply.control == TcpControl::Rst);
                 let _ = emit(Outgoing {
                     peer_mac: Some(src_mac),
                     dst: src,
@@ -579,7 +604,6 @@ impl Shard {
             None => (SeqNumber(0), Some(seg.seq_number + seg.segment_len())),
         };
         let rst = reset_segment(seg.dst_port, seg.src_port, seq, ack);
-        counters.tcp_resets_out += 1;
         let _ = emit(Outgoing {
             peer_mac: Some(src_mac),
             dst: src,
@@ -692,7 +716,7 @@ impl Shard {
             self.gather_events(index);
             let slot = &mut self.slots[index as usize];
             let conn = slot.conn.as_mut().expect("still there");
-            let deadline = if result.is_err() {
+            let deadline = if result == Err(TxError::NoBuffer) {
                 // Out of transmit buffers: try again on the next pass.
                 Some(now)
             } else {
@@ -710,6 +734,22 @@ impl Shard {
             self.maybe_free(index);
         }
         self.ready.clear();
+        // Lazy deletion leaves superseded deadlines in the heap; when they
+        // outnumber the live ones, rebuild it from the slots.
+        if self.timers.len() > 2 * self.connection_count() + 64 {
+            self.timers.clear();
+            for (index, slot) in self.slots.iter().enumerate() {
+                if let (Some(at), Some(_)) = (slot.scheduled, slot.conn.as_ref()) {
+                    self.timers
+                        .push(Reverse((at, index as u32, slot.generation)));
+                }
+            }
+        }
+    }
+
+    /// Deadlines in the timer heap (live and superseded), for tests.
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
     }
 
     /// Frees a closed connection once nothing more is owed on it: the

@@ -941,3 +941,102 @@ fn newreno_without_sack_or_timestamps_also_recovers() {
         assert!(!a.conn.status().sack && !a.conn.status().timestamps);
     }
 }
+
+#[test]
+fn a_timeout_into_a_zero_window_still_leaves_a_timer() {
+    let (mut c, mut now) = established(cfg());
+    c.send(b"hello").unwrap();
+    assert_eq!(drain(&mut c, now).len(), 1);
+    // The peer's window closes without acknowledging anything.
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, PEER_ISS + 1, Some(ISS + 1), 0, b""),
+    );
+    now = c.poll_at(now).expect("retransmission timer");
+    assert!(drain(&mut c, now).is_empty(), "nothing fits a zero window");
+    let next = c.poll_at(now).expect("a persist timer, not a hang");
+    let probe = seg_of(&drain(&mut c, next)[0], A_ADDR, B_ADDR);
+    assert_eq!(probe.seq, ISS, "a window probe");
+}
+
+#[test]
+fn a_small_window_is_used_when_nothing_is_in_flight() {
+    let (mut c, now) = established(cfg());
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, PEER_ISS + 1, Some(ISS + 1), 1000, b""),
+    );
+    c.send(&[1; 5000]).unwrap();
+    let out = drain(&mut c, now);
+    assert_eq!(
+        seg_of(&out[0], A_ADDR, B_ADDR).len,
+        1000,
+        "SWS avoidance must not stall"
+    );
+}
+
+#[test]
+fn acks_are_taken_from_segments_that_hit_a_zero_receive_window() {
+    let config = TcpConfig {
+        recv_buffer: 1000,
+        ..cfg()
+    };
+    let (mut c, now) = established(config);
+    c.send(b"ours").unwrap();
+    drain(&mut c, now);
+    // The peer fills our receive buffer; our window is now zero.
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1,
+            Some(ISS + 1),
+            65535,
+            &[7; 1000],
+        ),
+    );
+    drain(&mut c, now);
+    // Its next segment (a probe) carries the ACK of our data.
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1001,
+            Some(ISS + 5),
+            65535,
+            b"x",
+        ),
+    );
+    assert_eq!(
+        c.status().send_queued,
+        0,
+        "the ACK counted though the text did not fit"
+    );
+    assert_eq!(c.status().recv_queued, 1000);
+}
+
+#[test]
+fn a_new_syn_may_reuse_a_tuple_in_time_wait_only_going_forward() {
+    let (mut c, now) = established(cfg());
+    c.close().unwrap();
+    drain(&mut c, now);
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, PEER_ISS + 1, Some(ISS + 2), 65535, b""),
+    );
+    c.process(
+        now,
+        &peer_seg(TcpControl::Fin, PEER_ISS + 1, Some(ISS + 2), 65535, b""),
+    );
+    assert_eq!(c.state(), State::TimeWait);
+    let newer = peer_seg(TcpControl::Syn, PEER_ISS + 100_000, None, 65535, b"");
+    let older = peer_seg(
+        TcpControl::Syn,
+        PEER_ISS.wrapping_sub(100_000),
+        None,
+        65535,
+        b"",
+    );
+    assert!(c.time_wait_allows(&newer));
+    assert!(!c.time_wait_allows(&older));
+}
