@@ -666,7 +666,9 @@ impl Connection {
 
     /// Window update after the application read: RFC 9293 §3.8.6.2.2
     /// receiver SWS avoidance — announce only an increase of at least
-    /// min(buffer / 2, MSS).
+    /// min(buffer / 2, MSS) — and, as Linux does, only when the window
+    /// at least doubles (or was below that threshold), so a reader keeping
+    /// up does not cost an extra ACK per read; data ACKs carry the rest.
     fn after_read(&mut self) {
         if !self.state.is_synchronized() || self.fin_received() {
             return;
@@ -674,7 +676,9 @@ impl Connection {
         let advertised = self.rcv_adv.distance_from(self.rcv_nxt).max(0) as usize;
         let available = self.recv_buf.window();
         let threshold = (self.recv_buf.capacity() / 2).min(usize::from(self.cfg.mss));
-        if available >= advertised + threshold {
+        if available >= advertised + threshold
+            && (advertised < threshold || available >= 2 * advertised)
+        {
             self.ack_now = true;
         }
     }

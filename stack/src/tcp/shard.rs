@@ -420,6 +420,8 @@ impl Shard {
                 });
             }
             self.on_transition(index, before, after);
+            // Events now, so the application sees the data in this pass.
+            self.gather_events(index);
             self.mark_ready(index);
             return;
         }
