@@ -185,6 +185,37 @@ struct Timestamps {
     offset: u32,
 }
 
+/// A connection's send and receive buffers. The shard keeps them in the
+/// slot when a connection ends and hands them to the next one, so a new
+/// connection costs no allocation and no zeroing (stale bytes are never
+/// readable: only what is enqueued or reassembled is).
+pub struct Buffers {
+    send: RingBuffer,
+    recv: RingBuffer,
+}
+
+impl Buffers {
+    /// Fresh buffers of the configured sizes.
+    pub fn new(cfg: &TcpConfig) -> Self {
+        Buffers {
+            send: RingBuffer::new(cfg.send_buffer.max(1)),
+            recv: RingBuffer::new(cfg.recv_buffer.max(1)),
+        }
+    }
+
+    /// These buffers emptied for reuse, or fresh ones if the sizes changed.
+    pub fn reuse(mut self, cfg: &TcpConfig) -> Self {
+        if self.send.capacity() != cfg.send_buffer.max(1)
+            || self.recv.capacity() != cfg.recv_buffer.max(1)
+        {
+            return Buffers::new(cfg);
+        }
+        self.send.clear();
+        self.recv.clear();
+        self
+    }
+}
+
 /// Bytes from `earlier` to `later` (0 if `later` is not after it).
 fn span(later: SeqNumber, earlier: SeqNumber) -> usize {
     later.distance_from(earlier).max(0) as usize
@@ -304,6 +335,7 @@ impl fmt::Debug for Connection {
 
 impl Connection {
     fn new(
+        buffers: Buffers,
         cfg: &TcpConfig,
         local: SocketAddrV4,
         remote: SocketAddrV4,
@@ -327,14 +359,14 @@ impl Connection {
             snd_wl1: SeqNumber(0),
             snd_wl2: iss,
             snd_wscale: 0,
-            send_buf: RingBuffer::new(cfg.send_buffer.max(1)),
+            send_buf: buffers.send,
             fin_queued: false,
             send_mss: DEFAULT_MSS.min(mss),
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_adv: SeqNumber(0),
             rcv_wscale: 0,
-            recv_buf: RingBuffer::new(cfg.recv_buffer.max(1)),
+            recv_buf: buffers.recv,
             assembler: Assembler::new(),
             fin_at: None,
             rcv_up: None,
@@ -378,7 +410,19 @@ impl Connection {
         iss: SeqNumber,
         now: Instant,
     ) -> Self {
-        let mut c = Connection::new(cfg, local, remote, iss, now);
+        Self::connect_in(Buffers::new(cfg), cfg, local, remote, iss, now)
+    }
+
+    /// [`Connection::connect`] with buffers to reuse.
+    pub fn connect_in(
+        buffers: Buffers,
+        cfg: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        now: Instant,
+    ) -> Self {
+        let mut c = Connection::new(buffers, cfg, local, remote, iss, now);
         c.state = State::SynSent;
         c.window_scaling = cfg.window_scaling;
         c.sack = cfg.sack;
@@ -406,7 +450,21 @@ impl Connection {
         iss: SeqNumber,
         now: Instant,
     ) -> Self {
-        let mut c = Connection::new(cfg, local, remote, iss, now);
+        Self::accept_in(Buffers::new(cfg), cfg, local, remote, syn, iss, now)
+    }
+
+    /// [`Connection::accept`] with buffers to reuse.
+    #[allow(clippy::too_many_arguments)]
+    pub fn accept_in(
+        buffers: Buffers,
+        cfg: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        syn: &TcpRepr,
+        iss: SeqNumber,
+        now: Instant,
+    ) -> Self {
+        let mut c = Connection::new(buffers, cfg, local, remote, iss, now);
         c.state = State::SynReceived;
         c.irs = syn.seq_number;
         c.rcv_nxt = syn.seq_number + 1;
@@ -425,6 +483,7 @@ impl Connection {
     /// as the first segment in SYN-RECEIVED.
     #[allow(clippy::too_many_arguments)]
     pub fn from_cookie(
+        buffers: Buffers,
         cfg: &TcpConfig,
         local: SocketAddrV4,
         remote: SocketAddrV4,
@@ -435,7 +494,7 @@ impl Connection {
         now: Instant,
     ) -> Self {
         let iss = ack.ack_number.unwrap_or(SeqNumber(0)) - 1;
-        let mut c = Connection::new(cfg, local, remote, iss, now);
+        let mut c = Connection::new(buffers, cfg, local, remote, iss, now);
         c.state = State::SynReceived;
         c.irs = ack.seq_number - 1;
         c.rcv_nxt = ack.seq_number;
@@ -544,6 +603,14 @@ impl Connection {
         match (self.timestamps, syn.timestamp) {
             (Some(ts), Some(seg_ts)) => (seg_ts.tsval.wrapping_sub(ts.recent) as i32) > 0,
             _ => syn.seq_number > self.rcv_nxt,
+        }
+    }
+
+    /// Takes the buffers out (the connection is done), for the next one.
+    pub fn take_buffers(&mut self) -> Buffers {
+        Buffers {
+            send: std::mem::replace(&mut self.send_buf, RingBuffer::new(0)),
+            recv: std::mem::replace(&mut self.recv_buf, RingBuffer::new(0)),
         }
     }
 

@@ -21,7 +21,7 @@ use std::{
 
 use super::{
     config::TcpConfig,
-    connection::{reset_segment, Connection, Events, State},
+    connection::{reset_segment, Buffers, Connection, Events, State},
     isn::IsnGenerator,
     syncookie::SynCookies,
 };
@@ -111,6 +111,8 @@ struct Slot {
     events: Events,
     /// In the `eventful` list.
     eventful: bool,
+    /// Buffers of the slot's last connection, for its next one.
+    spare: Option<Buffers>,
 }
 
 /// Where a segment goes: the peer's link address if known, its IP address,
@@ -182,6 +184,7 @@ impl Shard {
                     ready: false,
                     events: Events::default(),
                     eventful: false,
+                    spare: None,
                 })
                 .collect(),
             free: (0..n as u32).rev().collect(),
@@ -266,7 +269,7 @@ impl Shard {
         let port = self.free_port(remote)?;
         let local = self.local(port);
         let iss = self.isn.isn(local, remote, now);
-        let conn = Connection::connect(&self.tcp, local, remote, iss, now);
+        let conn = Connection::connect_in(self.buffers(), &self.tcp, local, remote, iss, now);
         let h = self.insert(conn, peer_mac, None)?;
         self.slots[h.index as usize].accepted = true;
         Ok(h)
@@ -466,7 +469,7 @@ impl Shard {
             return;
         }
         let iss = self.isn.isn(local, remote, now);
-        let conn = Connection::accept(&self.tcp, local, remote, seg, iss, now);
+        let conn = Connection::accept_in(self.buffers(), &self.tcp, local, remote, seg, iss, now);
         match self.insert(conn, Some(src_mac), Some(seg.dst_port)) {
             Ok(_) => self.listeners[l].half_open += 1,
             Err(_) => counters.drop(DropReason::TcpBacklogFull),
@@ -565,7 +568,10 @@ impl Shard {
             Some(ts) => SynCookies::decode_timestamp(ts.tsecr),
             None => (None, false),
         };
-        let conn = Connection::from_cookie(&self.tcp, local, remote, seg, mss, wscale, sack, now);
+        let buffers = self.buffers();
+        let conn = Connection::from_cookie(
+            buffers, &self.tcp, local, remote, seg, mss, wscale, sack, now,
+        );
         if let Ok(h) = self.insert(conn, Some(src_mac), Some(seg.dst_port)) {
             self.listeners[l].half_open += 1;
             let slot = &mut self.slots[h.index as usize];
@@ -611,6 +617,19 @@ impl Shard {
             dst: src,
             repr: &rst,
         });
+    }
+
+    /// Buffers for the next connection: those of the slot `insert` will
+    /// use, when it had a connection before; fresh ones otherwise.
+    fn buffers(&mut self) -> Buffers {
+        let spare = self
+            .free
+            .last()
+            .and_then(|&i| self.slots[i as usize].spare.take());
+        match spare {
+            Some(b) => b.reuse(&self.tcp),
+            None => Buffers::new(&self.tcp),
+        }
     }
 
     fn insert(
@@ -769,7 +788,9 @@ impl Shard {
         }
         let key = (conn.remote(), conn.local().port());
         let was_listener = slot.listener.take();
-        slot.conn = None;
+        if let Some(mut conn) = slot.conn.take() {
+            slot.spare = Some(conn.take_buffers());
+        }
         slot.scheduled = None;
         slot.accepted = false;
         slot.events = Events::default();
