@@ -301,6 +301,9 @@ pub struct Connection {
     rexmit_next: SeqNumber,
     /// NewReno: the segment at SND.UNA is to be retransmitted now.
     rexmit_una: bool,
+    /// RFC 6582 "recover" kept after recovery or a timeout ends: a new fast
+    /// retransmit needs duplicate ACKs beyond it.
+    recover_mark: SeqNumber,
 
     // Other timers.
     persist_at: Option<Instant>,
@@ -389,6 +392,7 @@ impl Connection {
             recovery: None,
             rexmit_next: iss,
             rexmit_una: false,
+            recover_mark: iss,
             persist_at: None,
             persist_backoff: 0,
             keepalive_at: None,
@@ -1178,6 +1182,12 @@ impl Connection {
                     // holes in dispatch).
                     if !self.sack {
                         self.rexmit_una = true;
+                        // Deflate: the window inflation of the duplicate
+                        // ACKs so far goes, one segment's worth stays
+                        // (RFC 6582 §3.2 step 4: "deflate the congestion
+                        // window by the amount of new data acknowledged ...
+                        // add back SMSS bytes").
+                        self.dupacks = self.dupacks.min(DUPACK_THRESHOLD + 1);
                     }
                     self.rexmit_next = self.rexmit_next.max(ack);
                 }
@@ -1207,7 +1217,10 @@ impl Connection {
         {
             // A duplicate ACK (RFC 5681 §2's definition).
             self.dupacks += 1;
-            if self.recovery.is_none() && self.dupacks == DUPACK_THRESHOLD {
+            if self.recovery.is_none()
+                && self.dupacks == DUPACK_THRESHOLD
+                && ack > self.recover_mark
+            {
                 self.enter_recovery(now);
             }
             // In NewReno recovery each further duplicate inflates the window
@@ -1233,6 +1246,7 @@ impl Connection {
     /// RFC 5681 §3.2 / RFC 6675 §5: three duplicate ACKs (or SACK showing
     /// as much) mean the segment at SND.UNA was lost.
     fn enter_recovery(&mut self, now: Instant) {
+        self.recover_mark = self.snd_max;
         let flight = span(self.snd_max, self.snd_una);
         self.recovery = Some(self.snd_max);
         self.cc.on_congestion_event(now, flight);
@@ -1456,6 +1470,10 @@ impl Connection {
                 let flight = span(self.snd_max, self.snd_una);
                 self.cc.on_retransmit_timeout(now, flight);
                 self.recovery = None;
+                // RFC 6582 §3.2 step 1 (and §4.1): duplicate ACKs for data
+                // sent before the timeout must not start another fast
+                // retransmit and halve the window again.
+                self.recover_mark = self.snd_max;
                 self.dupacks = 0;
                 self.rexmit_una = false;
                 // RFC 6675 §5.1: the scoreboard may be kept; we clear it, as
@@ -1678,6 +1696,11 @@ impl Connection {
             return Ok(0);
         }
         let is_new = seq >= self.snd_max;
+        if is_new && self.snd_max == self.snd_una {
+            // Sending into an empty pipe: after an idle period longer than
+            // the RTO the window restarts (RFC 5681 §4.1).
+            self.cc.restart_after_idle(now, self.rtt.rto());
+        }
         let base = self.ack_repr_base(now);
         // SACK blocks take room from the payload, as Linux's
         // tcp_current_mss: the segment must still fit the peer's MSS
