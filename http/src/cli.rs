@@ -54,7 +54,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
     pub cores: Option<CpuList>,
 
-    /// TCP port to steer to the stack (repeat for more).
+    /// TCP port to steer to the stack in shared-IP mode (repeat for more);
+    /// in owned-IP mode all TCP to the address goes to the stack.
     #[arg(long = "port", value_name = "PORT", default_value = "80")]
     pub ports: Vec<u16>,
 

@@ -116,6 +116,12 @@ impl Counters {
         self.drops[reason as usize] += 1;
     }
 
+    /// Counts `n` drops for one reason at once.
+    #[inline]
+    pub fn drop_n(&mut self, reason: DropReason, n: u64) {
+        self.drops[reason as usize] += n;
+    }
+
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize]
     }

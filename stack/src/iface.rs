@@ -442,15 +442,9 @@ impl TcpOutput {
         c.arp_requests_out += self.arp_requests;
         c.tx_frames += self.arp_requests;
         c.tx_bytes += self.arp_requests * arp::ARP_FRAME_LEN as u64;
-        for _ in 0..self.no_buffer {
-            c.drop(DropReason::TxNoBuffer);
-        }
-        for _ in 0..self.no_route {
-            c.drop(DropReason::TcpNoRoute);
-        }
-        for _ in 0..self.too_long {
-            c.drop(DropReason::TxTooLong);
-        }
+        c.drop_n(DropReason::TxNoBuffer, self.no_buffer);
+        c.drop_n(DropReason::TcpNoRoute, self.no_route);
+        c.drop_n(DropReason::TxTooLong, self.too_long);
         c.tcp_resets_out += self.resets;
     }
 }

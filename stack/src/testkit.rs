@@ -6,8 +6,6 @@ use std::net::Ipv4Addr;
 
 use crate::{
     arp,
-    driver::TxSink,
-    icmp,
     wire::{
         ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
         Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
@@ -123,17 +121,4 @@ pub fn parse_arp(frame: &[u8]) -> Option<(EthernetAddress, ArpRepr)> {
     }
     let repr = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).ok()?).ok()?;
     Some((eth.dst_addr(), repr))
-}
-
-/// Writes an echo reply from `from` to `to` into `tx` (what a kernel peer
-/// would answer to the stack's own pings).
-pub fn send_echo_reply(
-    tx: &mut impl TxSink,
-    from: Host,
-    to: Host,
-    ident: u16,
-    seq_no: u16,
-    data: &[u8],
-) {
-    let _ = icmp::send_echo_reply(tx, from.mac, to.mac, from.ip, to.ip, ident, seq_no, data);
 }

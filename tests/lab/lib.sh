@@ -35,15 +35,15 @@ check() {
 srv() { "$LAB" exec srv "$@"; }
 cli() { "$LAB" exec cli "$@"; }
 
-# start_server LOG ARGS...: starts `bypass serve ARGS` in bpx-srv and waits
-# until it is serving (or has exited).
-start_server() {
+# start_srv LOG CMD...: starts CMD in bpx-srv in the background and waits
+# until its log says it is serving (or it has exited).
+start_srv() {
   local log=$1
   shift
   # Not through the `srv` function: a backgrounded function is a subshell,
-  # and the signal must reach bypass itself (lab exec and ip netns exec both
-  # exec, so $! ends up being bypass).
-  "$LAB" exec srv "$BYPASS" serve "$@" >"$log" 2>&1 &
+  # and the signal must reach the server itself (lab exec and ip netns exec
+  # both exec, so $! ends up being the server).
+  "$LAB" exec srv "$@" >"$log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 200); do
     grep -q "serving" "$log" && return 0
@@ -51,6 +51,13 @@ start_server() {
     sleep 0.05
   done
   return 1
+}
+
+# start_server LOG ARGS...: `bypass serve ARGS` in bpx-srv.
+start_server() {
+  local log=$1
+  shift
+  start_srv "$log" "$BYPASS" serve "$@"
 }
 
 # stop_server: SIGTERM, and the exit code into SERVER_RC.

@@ -15,14 +15,7 @@ PEER="$ROOT/tests/lab/tcp_peer.py"
 start_inetd() { # LOG ARGS...
   local log=$1
   shift
-  "$LAB" exec srv "$INETD" --iface bpx0 --ip 10.99.0.1 "$@" >"$log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 1 200); do
-    grep -q "serving" "$log" && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
+  start_srv "$log" "$INETD" --iface bpx0 --ip 10.99.0.1 "$@"
 }
 
 peer() { cli timeout 120 python3 "$PEER" "$@"; }

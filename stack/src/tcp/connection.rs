@@ -1396,7 +1396,7 @@ impl Connection {
         match self.state {
             State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
             State::Closed | State::TimeWait => false,
-            _ => self.rexmit_una || self.next_data(Instant::ZERO).is_some(),
+            _ => self.rexmit_una || self.next_data().is_some(),
         }
     }
 
@@ -1562,7 +1562,7 @@ impl Connection {
             self.rexmit_next = hole + n;
             sent_any = true;
         }
-        while let Some((seq, _, _)) = self.next_data(now) {
+        while let Some(seq) = self.next_data() {
             if self.emit_data(now, seq, &mut emit)? == 0 {
                 break;
             }
@@ -1630,9 +1630,9 @@ impl Connection {
     }
 
     /// The next data (or FIN) segment to send from SND.NXT, if the windows,
-    /// Nagle and sender SWS avoidance (RFC 9293 §3.8.6.2.1) allow:
-    /// (sequence, length, carries FIN).
-    fn next_data(&self, _now: Instant) -> Option<(SeqNumber, usize, bool)> {
+    /// Nagle and sender SWS avoidance (RFC 9293 §3.8.6.2.1) allow: its
+    /// sequence number ([`Connection::emit_data`] sizes it).
+    fn next_data(&self) -> Option<SeqNumber> {
         if !matches!(
             self.state,
             State::Established
@@ -1681,7 +1681,7 @@ impl Connection {
                 return None;
             }
         }
-        Some((seq, len, fin))
+        Some(seq)
     }
 
     /// Sends one data segment starting at `seq` (new or retransmitted) and
@@ -1701,7 +1701,7 @@ impl Connection {
             // the RTO the window restarts (RFC 5681 §4.1).
             self.cc.restart_after_idle(now, self.rtt.rto());
         }
-        let base = self.ack_repr_base(now);
+        let base = self.ack_repr(now);
         // SACK blocks take room from the payload, as Linux's
         // tcp_current_mss: the segment must still fit the peer's MSS
         // (RFC 9293 §3.7.1 counts options against it).
@@ -1793,7 +1793,9 @@ impl Connection {
 
     /// Fields every segment after the handshake carries: ports, ACK,
     /// window, timestamps, SACK blocks.
-    fn ack_repr_base(&self, now: Instant) -> TcpRepr<'static> {
+    /// A pure ACK is exactly this: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`,
+    /// where SND.NXT is the highest sent (`snd_max`).
+    fn ack_repr(&self, now: Instant) -> TcpRepr<'static> {
         let mut sack_ranges = [None; 3];
         if self.sack && !self.assembler.is_empty() {
             let to_seq = |(a, b): (usize, usize)| ((self.rcv_nxt + a).0, (self.rcv_nxt + b).0);
@@ -1835,12 +1837,6 @@ impl Connection {
             urgent_pointer: None,
             payload: &[],
         }
-    }
-
-    /// A pure ACK: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`, where SND.NXT is
-    /// the highest sent (`snd_max`).
-    fn ack_repr(&self, now: Instant) -> TcpRepr<'static> {
-        self.ack_repr_base(now)
     }
 
     /// SYN or SYN-ACK with our options.

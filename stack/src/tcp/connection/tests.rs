@@ -698,22 +698,6 @@ impl Side {
     fn pump(&mut self, now: Instant) {
         let (local, remote) = (self.conn.local(), self.conn.remote());
         while let Some(bytes) = self.port.recv() {
-            if std::env::var("TCP_TRACE").is_ok() {
-                if let Some(seg) = parse(&bytes, remote, local) {
-                    eprintln!(
-                        "{now} {} <- {:?} seq={} ack={:?} len={} win={} sack={:?}",
-                        local.port(),
-                        seg.control,
-                        seg.seq_number.0,
-                        seg.ack_number.map(|a| a.0),
-                        seg.payload.len(),
-                        seg.window_len,
-                        seg.sack_ranges
-                    );
-                } else {
-                    eprintln!("{now} {} <- corrupt", local.port());
-                }
-            }
             if let Some(seg) = parse(&bytes, remote, local) {
                 if let Some(reply) = self.conn.process(now, &seg) {
                     self.port.send_frame(&serialize(&reply, local, remote));
