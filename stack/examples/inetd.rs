@@ -1,5 +1,7 @@
 //! inetd on bypass: the classic small services on the userspace stack,
-//! serving real peers (the lab's kernel) to prove the TCP end to end.
+//! serving real peers (the lab's kernel) to prove the TCP end to end. It is
+//! written on the per-core event API (`api::events`): one `Handler`, called
+//! on each core for that core's connections.
 //!
 //! - echo (port 7, RFC 862): sends back what it receives;
 //! - discard (port 9, RFC 863): drops what it receives;
@@ -17,7 +19,6 @@
 //! ```
 
 use std::{
-    collections::HashMap,
     net::{Ipv4Addr, SocketAddrV4},
     process::ExitCode,
     sync::{
@@ -28,15 +29,11 @@ use std::{
 };
 
 use bypass_stack::{
+    api::events::{Conn, Core, EventApp, Handler},
     counters::Counters,
     launch::{LaunchConfig, Running},
-    runtime::{App, TcpSetup},
-    tcp::{
-        config::TcpConfig,
-        connection::{Connection, Events, State},
-        shard::{ConnectionHandle, Shard, ShardConfig},
-    },
-    time::Instant,
+    runtime::TcpSetup,
+    tcp::{config::TcpConfig, connection::Error, shard::ShardConfig},
 };
 use clap::Parser;
 
@@ -90,201 +87,222 @@ fn pattern_byte(pos: usize) -> u8 {
 /// Outcome of the active open, shared with main: 0 running, 1 ok, 2 failed.
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
 
-struct Service {
-    port: u16,
+/// A connection's service, or the active open's progress.
+enum Session {
+    /// The peer's FIN came: close once everything is echoed.
+    Echo {
+        peer_closed: bool,
+    },
+    Discard,
     /// chargen: bytes sent so far.
-    sent: u64,
+    Chargen {
+        sent: u64,
+    },
+    Reset,
+    Active(ActiveOpen),
 }
 
 struct ActiveOpen {
-    handle: Option<ConnectionHandle>,
-    remote: SocketAddrV4,
     total: usize,
     written: usize,
     checked: usize,
-    closed: bool,
 }
 
+/// inetd as an application of the per-core event API.
 struct Inetd {
-    conns: HashMap<ConnectionHandle, Service>,
-    active: Option<ActiveOpen>,
+    /// The active open to make (on the first core only).
+    echo_to: Option<(SocketAddrV4, usize)>,
     buf: Vec<u8>,
 }
 
+fn fail_active(why: &str) {
+    eprintln!("inetd: active open: {why}");
+    ACTIVE.store(2, Ordering::Relaxed);
+}
+
 impl Inetd {
-    fn serve(conn: &mut Connection, service: &mut Service, events: Events, buf: &mut [u8]) {
-        match service.port {
-            ECHO => loop {
-                let room = conn.send_capacity().min(buf.len());
-                if room == 0 {
-                    break;
-                }
-                match conn.recv(&mut buf[..room]) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        let _ = conn.send(&buf[..n]);
-                    }
-                    Err(_) => {
-                        let _ = conn.close();
-                        break;
-                    }
-                }
-            },
-            DISCARD => loop {
-                match conn.recv(buf) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(_) => {
-                        let _ = conn.close();
-                        break;
-                    }
-                }
-            },
-            CHARGEN => {
-                // Whatever the peer sends is thrown away (RFC 864).
-                while let Ok(n) = conn.recv(buf) {
-                    if n == 0 {
-                        break;
-                    }
-                }
-                if events.contains(Events::PEER_CLOSED) || conn.state() == State::CloseWait {
-                    let _ = conn.close();
-                    return;
-                }
-                loop {
-                    let room = conn.send_capacity().min(buf.len());
-                    if room == 0 {
-                        break;
-                    }
-                    for (i, b) in buf[..room].iter_mut().enumerate() {
-                        *b = chargen_byte(service.sent + i as u64);
-                    }
-                    match conn.send(&buf[..room]) {
-                        Ok(n) if n > 0 => service.sent += n as u64,
-                        _ => break,
-                    }
-                }
-            }
-            _ => conn.abort(),
+    /// echo: as much as the send buffer takes; the rest stays unread (flow
+    /// control) until `writable`. After the peer's FIN, our FIN follows the
+    /// last echoed byte.
+    fn echo(peer_closed: bool, conn: &mut Conn<'_>) {
+        Self::echo_some(conn);
+        if peer_closed && conn.readable().0.is_empty() {
+            let _ = conn.shutdown_write();
         }
     }
 
-    fn active(&mut self, shard: &mut Shard, now: Instant) {
-        let Some(a) = self.active.as_mut() else {
-            return;
-        };
-        let h = match a.handle {
-            Some(h) => h,
-            None => match shard.connect(a.remote, None, now) {
-                Ok(h) => {
-                    a.handle = Some(h);
-                    h
-                }
-                Err(e) => {
-                    eprintln!("inetd: active open failed: {e}");
-                    ACTIVE.store(2, Ordering::Relaxed);
-                    self.active = None;
-                    return;
-                }
-            },
-        };
-        let Some(conn) = shard.get_mut(h) else { return };
-        if conn.state() == State::Closed {
-            let ok = a.checked == a.total && conn.error().is_none();
-            if !ok {
-                eprintln!(
-                    "inetd: active open ended after {} of {} bytes: {:?}",
-                    a.checked,
-                    a.total,
-                    conn.error()
-                );
+    fn echo_some(conn: &mut Conn<'_>) {
+        loop {
+            let (a, _) = conn.readable();
+            if a.is_empty() {
+                return;
             }
-            ACTIVE.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
-            shard.release(h);
-            self.active = None;
-            return;
-        }
-        if !conn.state().is_synchronized() {
-            return;
-        }
-        while a.written < a.total {
-            let n = (a.total - a.written).min(self.buf.len());
-            for (i, b) in self.buf[..n].iter_mut().enumerate() {
-                *b = pattern_byte(a.written + i);
-            }
-            match conn.send(&self.buf[..n]) {
-                Ok(0) | Err(_) => break,
-                Ok(k) => a.written += k,
-            }
-        }
-        if a.written == a.total && !a.closed {
-            a.closed = conn.close().is_ok();
-        }
-        while let Ok(n) = conn.recv(&mut self.buf) {
+            let n = a.len().min(conn.send_capacity());
             if n == 0 {
-                break;
+                return;
             }
-            for (i, &b) in self.buf[..n].iter().enumerate() {
-                if b != pattern_byte(a.checked + i) {
-                    eprintln!("inetd: active open: byte {} differs", a.checked + i);
-                    ACTIVE.store(2, Ordering::Relaxed);
-                    conn.abort();
-                    return;
+            let chunk: &[u8] = &a[..n];
+            // `a` borrows the receive buffer; `send` needs the connection:
+            // copy through the stack-sized bounce the echo service allows.
+            let mut bounce = [0u8; 16 * 1024];
+            let k = chunk.len().min(bounce.len());
+            bounce[..k].copy_from_slice(&chunk[..k]);
+            match conn.send(&bounce[..k]) {
+                Ok(0) | Err(_) => return,
+                Ok(sent) => {
+                    conn.consume(sent);
                 }
             }
-            a.checked += n;
         }
-        if a.checked == a.total && conn.state() == State::TimeWait {
-            ACTIVE.store(1, Ordering::Relaxed);
-            shard.release(h);
-            self.active = None;
+    }
+
+    fn chargen(sent: &mut u64, conn: &mut Conn<'_>) {
+        loop {
+            let pos = *sent;
+            let Ok(n) = conn.send_with(|room| {
+                for (i, b) in room.iter_mut().enumerate() {
+                    *b = chargen_byte(pos + i as u64);
+                }
+                room.len()
+            }) else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            *sent += n as u64;
         }
+    }
+
+    fn active_write(a: &mut ActiveOpen, conn: &mut Conn<'_>) {
+        while a.written < a.total {
+            let from = a.written;
+            let want = a.total - from;
+            match conn.send_with(|room| {
+                let n = room.len().min(want);
+                for (i, b) in room[..n].iter_mut().enumerate() {
+                    *b = pattern_byte(from + i);
+                }
+                n
+            }) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => a.written += n,
+            }
+        }
+        // Everything queued: half-close, and read the echo to its end.
+        let _ = conn.shutdown_write();
+    }
+
+    fn active_read(a: &mut ActiveOpen, conn: &mut Conn<'_>) {
+        let (x, y) = conn.readable();
+        let mut pos = a.checked;
+        for &b in x.iter().chain(y) {
+            if b != pattern_byte(pos) {
+                fail_active(&format!("byte {pos} differs"));
+                conn.abort();
+                return;
+            }
+            pos += 1;
+        }
+        let n = pos - a.checked;
+        conn.consume(n);
+        a.checked = pos;
     }
 }
 
-impl App for Inetd {
-    fn start(&mut self, shard: &mut Shard, _now: Instant) {
+impl Handler for Inetd {
+    type Conn = Session;
+
+    fn start(&mut self, core: &mut Core<'_, Session>) {
         for port in SERVICES {
-            shard.listen(port).expect("fresh shard");
+            core.listen(port).expect("fresh shard");
+        }
+        if let Some((remote, total)) = self.echo_to {
+            let open = ActiveOpen {
+                total,
+                written: 0,
+                checked: 0,
+            };
+            if let Err(e) = core.connect(remote, Session::Active(open)) {
+                fail_active(&e.to_string());
+            }
         }
     }
 
-    fn poll(&mut self, shard: &mut Shard, now: Instant) {
-        for port in SERVICES {
-            while let Some(h) = shard.accept(port) {
-                self.conns.insert(h, Service { port, sent: 0 });
-                if port == RESET {
-                    if let Some(c) = shard.get_mut(h) {
-                        c.abort();
-                    }
-                }
+    fn accepted(&mut self, conn: &mut Conn<'_>) -> Session {
+        match conn.local().port() {
+            ECHO => Session::Echo { peer_closed: false },
+            DISCARD => Session::Discard,
+            CHARGEN => {
+                let mut sent = 0;
+                Inetd::chargen(&mut sent, conn);
+                Session::Chargen { sent }
+            }
+            _ => {
+                conn.abort();
+                Session::Reset
             }
         }
-        let active_handle = self.active.as_ref().and_then(|a| a.handle);
-        let Inetd { conns, buf, .. } = self;
-        shard.take_events(|h, conn, events| {
-            if Some(h) == active_handle {
-                return;
+    }
+
+    fn connected(&mut self, state: &mut Session, conn: &mut Conn<'_>) {
+        if let Session::Active(a) = state {
+            Inetd::active_write(a, conn);
+        }
+    }
+
+    fn readable(&mut self, state: &mut Session, conn: &mut Conn<'_>) {
+        match state {
+            Session::Echo { peer_closed } => Inetd::echo(*peer_closed, conn),
+            // discard, and chargen (RFC 864 ignores what the peer sends).
+            Session::Discard | Session::Chargen { .. } => {
+                while matches!(conn.read(&mut self.buf), Ok(n) if n > 0) {}
             }
-            if events.contains(Events::CLOSED) {
-                conns.remove(&h);
-                return;
+            Session::Active(a) => Inetd::active_read(a, conn),
+            Session::Reset => {}
+        }
+    }
+
+    fn writable(&mut self, state: &mut Session, conn: &mut Conn<'_>) {
+        match state {
+            Session::Echo { peer_closed } => Inetd::echo(*peer_closed, conn),
+            Session::Chargen { sent } => Inetd::chargen(sent, conn),
+            Session::Active(a) => Inetd::active_write(a, conn),
+            _ => {}
+        }
+    }
+
+    fn peer_closed(&mut self, state: &mut Session, conn: &mut Conn<'_>) {
+        match state {
+            Session::Echo { peer_closed } => {
+                *peer_closed = true;
+                Inetd::echo(true, conn);
             }
-            if let Some(service) = conns.get_mut(&h) {
-                Inetd::serve(conn, service, events, buf);
-            }
-        });
-        // chargen keeps sending without events: top its buffers up.
-        for (&h, service) in self.conns.iter_mut() {
-            if service.port == CHARGEN {
-                if let Some(conn) = shard.get_mut(h) {
-                    if conn.send_capacity() > 0 && conn.state() == State::Established {
-                        Inetd::serve(conn, service, Events::default(), &mut self.buf);
-                    }
+            Session::Active(a) => {
+                Inetd::active_read(a, conn);
+                if a.checked == a.total {
+                    ACTIVE.store(1, Ordering::Relaxed);
+                } else {
+                    fail_active(&format!(
+                        "the echo ended after {} of {} bytes",
+                        a.checked, a.total
+                    ));
                 }
             }
+            _ => {
+                let _ = conn.shutdown_write();
+            }
         }
-        self.active(shard, now);
+    }
+
+    fn closed(&mut self, state: Session, why: Option<Error>) {
+        if let Session::Active(a) = state {
+            if let Some(e) = why {
+                fail_active(&format!("{e} after {} of {} bytes", a.checked, a.total));
+            } else if a.checked != a.total {
+                fail_active(&format!("closed after {} of {} bytes", a.checked, a.total));
+            }
+        }
     }
 }
 
@@ -316,18 +334,12 @@ fn main() -> ExitCode {
     );
     let echo_to = args.echo_to;
     let bytes = args.bytes;
-    let running = match Running::start_with(&config, Some(tcp), move |queue| Inetd {
-        conns: HashMap::new(),
-        // The active open runs on the first core.
-        active: echo_to.filter(|_| queue == 0).map(|remote| ActiveOpen {
-            handle: None,
-            remote,
-            total: bytes,
-            written: 0,
-            checked: 0,
-            closed: false,
-        }),
-        buf: vec![0; 64 * 1024],
+    let running = match Running::start_with(&config, Some(tcp), move |queue| {
+        EventApp::new(Inetd {
+            // The active open runs on the first core.
+            echo_to: echo_to.filter(|_| queue == 0).map(|remote| (remote, bytes)),
+            buf: vec![0; 64 * 1024],
+        })
     }) {
         Ok(r) => r,
         Err(e) => {

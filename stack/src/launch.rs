@@ -12,7 +12,10 @@ use bypass_xdp::{AttachMode, IpMode, QueueCounters, SteerConfig, SteerError, Ste
 
 use crate::{
     arp::ArpConfig,
-    driver::xdp::{XdpConfig, XdpDevice},
+    driver::{
+        xdp::{XdpConfig, XdpDevice},
+        Waker,
+    },
     host::{self, HostError, InterfaceInfo},
     iface::InterfaceConfig,
     ipv4::Ipv4Config,
@@ -103,6 +106,7 @@ pub enum LaunchError {
 /// The stack, up and running.
 pub struct Running {
     runtime: Runtime,
+    wakers: Vec<Waker>,
     steering: Steering,
     info: InterfaceInfo,
     queues: u32,
@@ -233,7 +237,7 @@ impl Running {
             frame_size: config.frame_size,
             zero_copy: config.zero_copy,
         };
-        let (mut runtime, fds) = Runtime::spawn(
+        let (mut runtime, ready) = Runtime::spawn(
             &specs,
             &engine,
             tcp,
@@ -249,12 +253,15 @@ impl Running {
         )?;
         // On an error below, dropping `runtime` stops and joins the cores
         // (still waiting for `go`), and dropping `steering` detaches.
-        for &(queue, fd) in &fds {
-            steering.register_socket(queue, &fd)?;
+        for core in &ready {
+            if let Some(fd) = core.xsk_fd {
+                steering.register_socket(core.queue, &fd)?;
+            }
         }
         let attach_mode = steering.attach(&info.name, config.generic_xdp)?;
         runtime.go();
         Ok(Running {
+            wakers: ready.into_iter().map(|c| c.waker).collect(),
             runtime,
             steering,
             info,
@@ -280,13 +287,26 @@ impl Running {
         self.runtime.stopped()
     }
 
-    /// Detaches XDP (new frames go to the kernel), stops every core, and
-    /// reads the counters.
+    /// One waker per core, in queue order: wakes a sleeping core for work
+    /// handed to it from another thread.
+    pub fn wakers(&self) -> &[Waker] {
+        &self.wakers
+    }
+
+    /// Stops every core, then detaches XDP and reads the counters. The
+    /// cores close their connections first (FIN, then a grace period, then
+    /// RST for what is left), so XDP stays attached until they are done:
+    /// the peers' ACKs and FINs must still reach them.
     pub fn stop(mut self) -> Report {
+        self.runtime.stop();
+        for w in &self.wakers {
+            w.wake();
+        }
+        let joined = self.runtime.join();
         self.steering.detach();
         let mut cores = Vec::new();
         let mut errors = Vec::new();
-        for result in self.runtime.join() {
+        for result in joined {
             match result {
                 Ok(r) => cores.push(r),
                 Err(e) => errors.push(e.to_string()),

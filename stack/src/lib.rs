@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod arp;
 pub mod counters;
 pub mod driver;

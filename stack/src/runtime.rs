@@ -7,7 +7,7 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd, RawFd},
+    os::fd::RawFd,
     sync::{
         atomic::{AtomicBool, Ordering},
         mpsc, Arc,
@@ -18,7 +18,7 @@ use std::{
 
 use crate::{
     counters::Counters,
-    driver::{Device, DeviceCounters},
+    driver::{Device, DeviceCounters, Waker},
     iface::{Interface, InterfaceConfig},
     tcp::{
         config::TcpConfig,
@@ -37,6 +37,15 @@ pub trait App {
     fn start(&mut self, shard: &mut Shard, now: Instant);
     /// Every pass.
     fn poll(&mut self, shard: &mut Shard, now: Instant);
+    /// Once, when the core is asked to stop: stop accepting and close
+    /// connections (gracefully: `poll` keeps running until every one is
+    /// closed or the grace period ends; what is left is then reset).
+    fn shutdown(&mut self, shard: &mut Shard, _now: Instant) {
+        for port in shard.listening().collect::<Vec<_>>() {
+            shard.unlisten(port);
+        }
+        shard.close_all();
+    }
     /// Whether the application has finished and the core may stop (a
     /// one-shot program); servers never finish.
     fn finished(&self) -> bool {
@@ -105,6 +114,9 @@ pub struct CoreReport {
     pub core: Option<usize>,
     pub counters: Counters,
     pub device: DeviceCounters,
+    /// TCP connections still holding a slot when the core stopped: zero,
+    /// since shutdown frees every one (tests assert it).
+    pub connections_left: usize,
 }
 
 /// Runs one core's loop on the current thread until `stop` is set (or the
@@ -135,13 +147,15 @@ pub fn run_core<D: Device, A: App>(
     if iface.tcp().is_none() {
         return Ok(());
     }
-    // Graceful: CLOSE everything and run until every connection is closed
-    // or in TIME-WAIT (the peer has all our data), or the grace ends.
+    // Graceful: the application stops accepting and closes (by default,
+    // CLOSE on everything); run, application included, until every
+    // connection is closed or in TIME-WAIT (the peer has all our data), or
+    // the grace ends.
     if let Some(shard) = iface.tcp_mut() {
-        shard.close_all();
+        app.shutdown(shard, clock.now());
     }
     let deadline = clock.now() + grace;
-    let settled = run_passes(device, iface, &mut NoApp, mode, clock, |iface, _| {
+    let settled = run_passes(device, iface, app, mode, clock, |iface, _| {
         clock.now() >= deadline || iface.tcp().is_none_or(|s| s.all_closed_or_time_wait())
     });
     // Then abort what is left (RST) and free every slot.
@@ -215,17 +229,28 @@ pub struct Runtime {
     go: Vec<mpsc::Sender<bool>>,
 }
 
+/// A core whose device exists, waiting for [`Runtime::go`].
+#[derive(Debug, Clone)]
+pub struct ReadyCore {
+    pub queue: u32,
+    /// Its AF_XDP socket, for the XDP program's socket map.
+    pub xsk_fd: Option<RawFd>,
+    /// Wakes the core when it sleeps, for work from other threads.
+    pub waker: Waker,
+}
+
 /// What a core thread reports once its device exists.
-type Ready = Result<(u32, RawFd), RuntimeError>;
+type Ready = Result<ReadyCore, RuntimeError>;
 
 impl Runtime {
     /// Starts one pinned thread per spec. Each builds its device on its own
     /// core (so the UMEM is first touched there) with `make_device`, reports
     /// its socket fd, and then waits: no frame is sent or handled until
-    /// [`Runtime::go`]. Returns once every device exists, with each queue's
-    /// socket fd for the XDP program's socket map; the fds stay valid until
-    /// the runtime is stopped, since a waiting core keeps its device. On any
-    /// failure, stops the others and reports the first error.
+    /// [`Runtime::go`]. Returns once every device exists, in queue order,
+    /// with each queue's socket fd for the XDP program's socket map (valid
+    /// until the runtime is stopped, since a waiting core keeps its device)
+    /// and its waker. On any failure, stops the others and reports the
+    /// first error.
     pub fn spawn<D, F, A, G>(
         specs: &[CoreSpec],
         iface: &InterfaceConfig,
@@ -233,9 +258,9 @@ impl Runtime {
         mode: PollMode,
         make_device: F,
         make_app: G,
-    ) -> Result<(Runtime, Vec<(u32, RawFd)>), RuntimeError>
+    ) -> Result<(Runtime, Vec<ReadyCore>), RuntimeError>
     where
-        D: Device + AsRawFd + 'static,
+        D: Device + 'static,
         F: Fn(u32) -> Result<D, String> + Send + Sync + 'static,
         A: App + 'static,
         G: Fn(u32) -> A + Send + Sync + 'static,
@@ -282,7 +307,11 @@ impl Runtime {
                             return Err(io::Error::other("device setup failed"));
                         }
                     };
-                    let _ = ready.send(Ok((spec.queue, device.as_raw_fd())));
+                    let _ = ready.send(Ok(ReadyCore {
+                        queue: spec.queue,
+                        xsk_fd: device.xsk_fd(),
+                        waker: device.waker(),
+                    }));
                     drop(ready);
                     let grace = tcp.as_ref().map_or(Duration::ZERO, |t| t.shutdown_grace);
                     let mut engine = Interface::new(config.clone());
@@ -304,6 +333,7 @@ impl Runtime {
                         core: spec.cpu,
                         counters: engine.counters().clone(),
                         device: device.counters(),
+                        connections_left: engine.tcp().map_or(0, |s| s.connection_count()),
                     })
                 });
             match spawned {
@@ -316,10 +346,10 @@ impl Runtime {
             }
         }
         drop(ready_tx);
-        let mut fds = Vec::with_capacity(specs.len());
+        let mut ready = Vec::with_capacity(specs.len());
         for _ in specs {
             match ready_rx.recv() {
-                Ok(Ok(fd)) => fds.push(fd),
+                Ok(Ok(core)) => ready.push(core),
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
                     return Err(RuntimeError::Spawn(io::Error::other(
@@ -328,8 +358,8 @@ impl Runtime {
                 }
             }
         }
-        fds.sort_unstable();
-        Ok((runtime, fds))
+        ready.sort_unstable_by_key(|c| c.queue);
+        Ok((runtime, ready))
     }
 
     /// Lets every core start its loop (after the caller has registered the

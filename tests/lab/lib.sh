@@ -79,6 +79,18 @@ stop_server() {
   SERVER_PID=
 }
 
+# ping_clean ARGS...: ping from bpx-cli; passes on 0% loss, and otherwise
+# prints ping's summary and both veth ends' drop counters.
+ping_clean() {
+  local out
+  out=$("$LAB" exec cli ping "$@" 2>&1)
+  grep -q ' 0% packet loss' <<<"$out" && return 0
+  tail -n 3 <<<"$out"
+  "$LAB" exec cli ip -s link show bpx1 | sed -n '3,6p'
+  "$LAB" exec srv ip -s link show bpx0 | sed -n '3,6p'
+  return 1
+}
+
 xdp_attached() { srv ip link show bpx0 | grep -q 'prog/xdp'; }
 no_xdp() { ! xdp_attached; }
 srv_mac() { srv cat /sys/class/net/bpx0/address; }

@@ -68,7 +68,9 @@ struct InFlight {
     frame: Vec<u8>,
 }
 
-struct LinkState {
+/// The link's frames in flight and its fault generator, shared with
+/// [`super::threadlink`].
+pub(super) struct LinkState {
     now: Instant,
     faults: Faults,
     rng: fastrand::Rng,
@@ -80,7 +82,19 @@ struct LinkState {
 }
 
 impl LinkState {
-    fn transmit(&mut self, from: usize, mut frame: Vec<u8>) {
+    pub(super) fn new(faults: Faults, seed: u64, mtu: usize) -> Self {
+        LinkState {
+            now: Instant::ZERO,
+            faults,
+            rng: fastrand::Rng::with_seed(seed),
+            seq: 0,
+            queues: [VecDeque::new(), VecDeque::new()],
+            stats: [LinkStats::default(); 2],
+            mtu,
+        }
+    }
+
+    pub(super) fn transmit(&mut self, from: usize, mut frame: Vec<u8>) {
         let to = 1 - from;
         self.stats[from].sent += 1;
         if self.chance(self.faults.drop) {
@@ -134,7 +148,24 @@ impl LinkState {
         p > 0.0 && self.rng.f64() < p
     }
 
-    fn next_due(&mut self, endpoint: usize) -> Option<Vec<u8>> {
+    /// When the next frame for `endpoint` arrives.
+    pub(super) fn next_delivery_to(&self, endpoint: usize) -> Option<Instant> {
+        self.queues[endpoint].front().map(|f| f.deliver_at)
+    }
+
+    pub(super) fn set_now(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    pub(super) fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    pub(super) fn stats(&self, from: usize) -> LinkStats {
+        self.stats[from]
+    }
+
+    pub(super) fn next_due(&mut self, endpoint: usize) -> Option<Vec<u8>> {
         let q = &mut self.queues[endpoint];
         if q.front().is_some_and(|f| f.deliver_at <= self.now) {
             let f = q.pop_front().expect("front checked");
@@ -156,15 +187,7 @@ impl MemLink {
     /// A link with `faults` in both directions, seeded with `seed`. Frames
     /// longer than `mtu` (the Ethernet frame, header included) are refused.
     pub fn new(faults: Faults, seed: u64, mtu: usize) -> (MemLink, MemPort, MemPort) {
-        let state = Rc::new(RefCell::new(LinkState {
-            now: Instant::ZERO,
-            faults,
-            rng: fastrand::Rng::with_seed(seed),
-            seq: 0,
-            queues: [VecDeque::new(), VecDeque::new()],
-            stats: [LinkStats::default(); 2],
-            mtu,
-        }));
+        let state = Rc::new(RefCell::new(LinkState::new(faults, seed, mtu)));
         let a = MemPort {
             state: state.clone(),
             me: 0,

@@ -3,6 +3,9 @@
 //! - [`xdp`]: AF_XDP on xsk-rs, one socket and UMEM per receive queue.
 //! - [`memlink`]: two endpoints joined in memory, with seeded drop,
 //!   duplication, reordering, corruption and delay, for deterministic tests.
+//! - [`threadlink`]: the same link for endpoints on different threads, on
+//!   the real clock, for tests of the threaded runtime and user API.
+//! - [`wake`]: waking a sleeping core from another thread.
 //!
 //! A device hands received frames to a callback in batches, together with a
 //! [`TxSink`] that writes answers straight into transmit buffers; `flush`
@@ -10,10 +13,15 @@
 
 pub mod capture;
 pub mod memlink;
+pub mod threadlink;
+#[allow(unsafe_code)] // eventfd; see the SAFETY notes
+pub mod wake;
 #[allow(unsafe_code)] // ring and UMEM access; see the SAFETY notes
 pub mod xdp;
 
-use std::{fmt, io, time::Duration};
+use std::{fmt, io, os::fd::RawFd, time::Duration};
+
+pub use wake::Waker;
 
 /// Why a frame could not be queued for transmission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +57,20 @@ pub trait Device {
     /// Sends what is queued (one kick per batch) and recycles buffers.
     fn flush(&mut self) -> io::Result<()>;
 
-    /// Sleeps until a frame may have arrived or `timeout` has passed.
+    /// Sleeps until a frame may have arrived, the device's [`Waker`] was
+    /// called, or `timeout` has passed.
     fn wait(&mut self, timeout: Duration) -> io::Result<()>;
+
+    /// Wakes this device's `wait` from another thread.
+    fn waker(&self) -> Waker {
+        Waker::noop()
+    }
+
+    /// The AF_XDP socket, for the XDP program's socket map (none for
+    /// in-memory devices).
+    fn xsk_fd(&self) -> Option<RawFd> {
+        None
+    }
 
     /// What the device and, where it has them, the kernel counted.
     fn counters(&self) -> DeviceCounters {

@@ -22,6 +22,7 @@ use std::{
     io,
     num::NonZeroU32,
     os::fd::{AsRawFd, RawFd},
+    sync::Arc,
     time::Duration,
 };
 
@@ -30,7 +31,10 @@ use xsk_rs::{
     CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem,
 };
 
-use super::{Device, DeviceCounters, TxError, TxSink};
+use super::{
+    wake::{WakeFd, Waker},
+    Device, DeviceCounters, TxError, TxSink,
+};
 
 /// How to build one queue's socket.
 #[derive(Debug, Clone)]
@@ -102,6 +106,8 @@ pub struct XdpDevice {
     comp_batch: Vec<FrameDesc>,
     frame_size: usize,
     counters: DeviceCounters,
+    /// Polled beside the socket, so other threads can wake a sleeping core.
+    wake: Arc<WakeFd>,
 }
 
 /// Largest receive batch handled at once.
@@ -211,7 +217,13 @@ impl XdpDevice {
                 frames.len()
             )));
         }
+        let wake = WakeFd::new().map_err(|e| XdpError::Socket {
+            iface: config.iface.clone(),
+            queue: config.queue,
+            reason: format!("eventfd: {e}"),
+        })?;
         Ok(XdpDevice {
+            wake: Arc::new(wake),
             umem,
             fill,
             comp,
@@ -268,12 +280,6 @@ impl XdpDevice {
 pub const MAX_FRAMES: u32 = 1 << 20;
 /// Tries, 50 ms apart, to bind a queue a dead predecessor still holds.
 const BUSY_RETRIES: u32 = 20;
-
-impl AsRawFd for XdpDevice {
-    fn as_raw_fd(&self) -> RawFd {
-        self.rx.fd().as_raw_fd()
-    }
-}
 
 /// Transmit side of [`XdpDevice`], borrowed per batch.
 pub struct XdpTx<'a> {
@@ -383,7 +389,42 @@ impl Device for XdpDevice {
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         let ms = timeout.as_millis().clamp(0, i32::MAX as u128) as i32;
-        self.rx.poll(ms).map(drop)
+        let mut fds = [
+            libc::pollfd {
+                fd: self.rx.fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a live array of two pollfds for descriptors this
+        // device owns; poll writes only their `revents`.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            // A signal (SIGTERM for a graceful stop) is not an error.
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        if fds[1].revents != 0 {
+            self.wake.clear();
+        }
+        Ok(())
+    }
+
+    fn waker(&self) -> Waker {
+        Waker::new(self.wake.clone())
+    }
+
+    fn xsk_fd(&self) -> Option<RawFd> {
+        Some(self.rx.fd().as_raw_fd())
     }
 
     fn counters(&self) -> DeviceCounters {

@@ -680,6 +680,24 @@ impl Connection {
     /// SEND: queues as much of `data` as the send buffer takes and returns
     /// how much (0 when full: wait for [`Events::WRITABLE`]).
     pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
+        self.may_send()?;
+        Ok(self.send_buf.enqueue_slice(data))
+    }
+
+    /// SEND without a copy: `write` fills the longest contiguous free run
+    /// of the send buffer (empty when full) and returns how many bytes it
+    /// wrote, which are queued. A caller that wants more calls again (the
+    /// free space can wrap).
+    pub fn send_with(&mut self, write: impl FnOnce(&mut [u8]) -> usize) -> Result<usize, Error> {
+        self.may_send()?;
+        let room = self.send_buf.get_unallocated_mut(usize::MAX);
+        let n = write(room).min(room.len());
+        self.send_buf.enqueue_unallocated(n);
+        Ok(n)
+    }
+
+    /// Whether SEND is allowed in this state (RFC 9293 §3.10.2).
+    fn may_send(&self) -> Result<(), Error> {
         match self.state {
             State::Closed => Err(self.error.unwrap_or(Error::DoesNotExist)),
             State::FinWait1
@@ -689,7 +707,7 @@ impl Connection {
             | State::TimeWait => Err(Error::Closing),
             _ if self.fin_queued => Err(Error::Closing),
             // SYN-SENT and SYN-RECEIVED queue data for after the handshake.
-            _ => Ok(self.send_buf.enqueue_slice(data)),
+            _ => Ok(()),
         }
     }
 

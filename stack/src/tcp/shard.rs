@@ -63,6 +63,14 @@ pub struct ConnectionHandle {
     generation: u32,
 }
 
+impl ConnectionHandle {
+    /// The connection's slot, below the shard's [`Shard::capacity`]: an
+    /// application can keep per-connection state in a table of that size.
+    pub fn index(self) -> usize {
+        self.index as usize
+    }
+}
+
 /// Why [`Shard::listen`] or [`Shard::connect`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShardError {
@@ -202,6 +210,16 @@ impl Shard {
 
     pub fn tcp_config(&self) -> &TcpConfig {
         &self.tcp
+    }
+
+    /// Connection slots: the most connections at once.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Ports with a listener.
+    pub fn listening(&self) -> impl Iterator<Item = u16> + '_ {
+        self.listeners.iter().map(|l| l.port)
     }
 
     /// Connections in use.
