@@ -682,14 +682,12 @@ impl TcpConnection {
 
     /// RECEIVE, blocking: copies up to `buf.len()` received bytes and
     /// returns how many, waiting at most `timeout` for the first. After the
-    /// peer's FIN and once everything was read: "connection closing".
+    /// peer's FIN and once everything was read: "connection closing". With
+    /// a callback installed the bytes go there, so this waits for the FIN.
     pub fn receive_blocking(&self, buf: &mut [u8], timeout: Duration) -> Result<usize, UserError> {
         let mut g = self.shared.wait_until(timeout, |g| {
-            !g.inbox.is_empty() || g.peer_fin || g.phase == Phase::Gone || g.callback_set
+            !g.inbox.is_empty() || g.peer_fin || g.phase == Phase::Gone
         })?;
-        if g.callback_set && g.inbox.is_empty() {
-            return Err(UserError::Closing);
-        }
         if g.inbox.is_empty() {
             if let Some(e) = g.gone().filter(|e| *e != UserError::DoesNotExist) {
                 return Err(e);
