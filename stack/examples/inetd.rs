@@ -9,8 +9,9 @@
 //!   the peer closes;
 //! - reset (port 10, a test service): accepts and aborts at once (RST).
 //!
-//! With `--echo-to ADDR:PORT --bytes N` it also opens a connection itself
-//! (active open), sends N bytes, half-closes, reads the echo back, checks
+//! With `--echo-to ADDR:PORT --bytes N [--connections C]` it also opens C
+//! connections itself (active opens, dealt out over the cores), each sends
+//! N bytes, half-closes, reads the echo back, checks
 //! it byte for byte, and exits.
 //!
 //! ```sh
@@ -22,7 +23,7 @@ use std::{
     net::{Ipv4Addr, SocketAddrV4},
     process::ExitCode,
     sync::{
-        atomic::{AtomicBool, AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -62,6 +63,10 @@ struct Args {
     /// Bytes for --echo-to.
     #[arg(long, default_value_t = 1 << 20)]
     bytes: usize,
+    /// Parallel connections for --echo-to, spread over the cores (each
+    /// core's replies may arrive on any queue).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
     /// Congestion control: cubic or newreno.
     #[arg(long, default_value = "cubic")]
     congestion: String,
@@ -84,8 +89,10 @@ fn pattern_byte(pos: usize) -> u8 {
     (pos as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0]
 }
 
-/// Outcome of the active open, shared with main: 0 running, 1 ok, 2 failed.
+/// Outcome of the active opens, shared with main: 0 running, 2 failed.
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
+/// Active opens that came back byte-exact.
+static ACTIVE_OK: AtomicUsize = AtomicUsize::new(0);
 
 /// A connection's service, or the active open's progress.
 enum Session {
@@ -110,8 +117,8 @@ struct ActiveOpen {
 
 /// inetd as an application of the per-core event API.
 struct Inetd {
-    /// The active open to make (on the first core only).
-    echo_to: Option<(SocketAddrV4, usize)>,
+    /// Active opens to make on this core: (server, bytes, how many).
+    echo_to: Option<(SocketAddrV4, usize, usize)>,
     buf: Vec<u8>,
 }
 
@@ -217,14 +224,16 @@ impl Handler for Inetd {
         for port in SERVICES {
             core.listen(port).expect("fresh shard");
         }
-        if let Some((remote, total)) = self.echo_to {
-            let open = ActiveOpen {
-                total,
-                written: 0,
-                checked: 0,
-            };
-            if let Err(e) = core.connect(remote, Session::Active(open)) {
-                fail_active(&e.to_string());
+        if let Some((remote, total, count)) = self.echo_to {
+            for _ in 0..count {
+                let open = ActiveOpen {
+                    total,
+                    written: 0,
+                    checked: 0,
+                };
+                if let Err(e) = core.connect(remote, Session::Active(open)) {
+                    fail_active(&e.to_string());
+                }
             }
         }
     }
@@ -281,7 +290,7 @@ impl Handler for Inetd {
             Session::Active(a) => {
                 Inetd::active_read(a, conn);
                 if a.checked == a.total {
-                    ACTIVE.store(1, Ordering::Relaxed);
+                    ACTIVE_OK.fetch_add(1, Ordering::Relaxed);
                 } else {
                     fail_active(&format!(
                         "the echo ended after {} of {} bytes",
@@ -334,10 +343,26 @@ fn main() -> ExitCode {
     );
     let echo_to = args.echo_to;
     let bytes = args.bytes;
+    let connections = args.connections;
+    let cores = match args.queues {
+        Some(q) => q as usize,
+        None => match bypass_stack::host::InterfaceInfo::query(&args.iface) {
+            Ok(info) => info.rx_queues as usize,
+            Err(e) => {
+                eprintln!("inetd: error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    }
+    .max(1);
     let running = match Running::start_with(&config, Some(tcp), move |queue| {
+        // Active opens are dealt out over the cores.
+        let q = queue as usize;
+        let mine = connections / cores + usize::from(q < connections % cores);
         EventApp::new(Inetd {
-            // The active open runs on the first core.
-            echo_to: echo_to.filter(|_| queue == 0).map(|remote| (remote, bytes)),
+            echo_to: echo_to
+                .filter(|_| mine > 0)
+                .map(|remote| (remote, bytes, mine)),
             buf: vec![0; 64 * 1024],
         })
     }) {
@@ -354,7 +379,10 @@ fn main() -> ExitCode {
         running.attach_mode()
     );
     while !stop.load(Ordering::Relaxed) && !running.failed() {
-        if echo_to.is_some() && ACTIVE.load(Ordering::Relaxed) != 0 {
+        if echo_to.is_some()
+            && (ACTIVE.load(Ordering::Relaxed) != 0
+                || ACTIVE_OK.load(Ordering::Relaxed) == connections)
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -368,9 +396,12 @@ fn main() -> ExitCode {
     for e in &report.errors {
         eprintln!("inetd: error: {e}");
     }
+    let ok = ACTIVE_OK.load(Ordering::Relaxed);
     match (echo_to, ACTIVE.load(Ordering::Relaxed)) {
-        (Some(remote), 1) => {
-            eprintln!("inetd: active open to {remote}: {bytes} bytes echoed byte-exact")
+        (Some(remote), 0) if ok == connections => {
+            eprintln!(
+                "inetd: active open to {remote}: {connections} x {bytes} bytes echoed byte-exact"
+            )
         }
         (Some(remote), _) => {
             eprintln!("inetd: active open to {remote} failed");

@@ -54,6 +54,7 @@ drop_reasons! {
     TcpChallengeAck => "tcp_challenge_ack",
     TcpUnexpected => "tcp_unexpected_segment",
     TcpReassemblyFull => "tcp_reassembly_full",
+    ForwardQueueFull => "forward_queue_full",
     TxNoBuffer => "tx_no_buffer",
     TxTooLong => "tx_frame_too_long",
 }
@@ -80,6 +81,11 @@ pub struct Counters {
     pub tcp_syncookies_ok: u64,
     pub tcp_syncookies_failed: u64,
     pub tcp_refused: u64,
+    /// Frames handed to the core that owns them (a reply to another core's
+    /// active open, or ARP shared with every core).
+    pub forwarded_out: u64,
+    /// Frames another core handed to this one.
+    pub forwarded_in: u64,
     drops: [u64; DropReason::COUNT],
 }
 
@@ -105,6 +111,8 @@ impl Default for Counters {
             tcp_syncookies_ok: 0,
             tcp_syncookies_failed: 0,
             tcp_refused: 0,
+            forwarded_out: 0,
+            forwarded_in: 0,
             drops: [0; DropReason::COUNT],
         }
     }
@@ -151,6 +159,8 @@ impl Counters {
         self.tcp_syncookies_ok += other.tcp_syncookies_ok;
         self.tcp_syncookies_failed += other.tcp_syncookies_failed;
         self.tcp_refused += other.tcp_refused;
+        self.forwarded_out += other.forwarded_out;
+        self.forwarded_in += other.forwarded_in;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }
@@ -165,7 +175,7 @@ impl fmt::Display for Counters {
             "rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} arp_requests_in={} arp_replies_out={} \
              arp_replies_in={} arp_requests_out={} arp_resolve_failed={} icmp_echo_in={} icmp_echo_out={} \
              tcp_segments_in={} tcp_segments_out={} tcp_resets_out={} tcp_syn_in={} tcp_syncookies_sent={} \
-             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} drops={}",
+             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} forwarded_out={} forwarded_in={} drops={}",
             self.rx_frames,
             self.rx_bytes,
             self.tx_frames,
@@ -185,6 +195,8 @@ impl fmt::Display for Counters {
             self.tcp_syncookies_ok,
             self.tcp_syncookies_failed,
             self.tcp_refused,
+            self.forwarded_out,
+            self.forwarded_in,
             self.total_drops()
         )?;
         for &reason in DropReason::ALL {

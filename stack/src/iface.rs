@@ -13,6 +13,7 @@ use crate::{
     arp::{self, ArpCache, ArpConfig, ArpTimerAction, Resolution},
     counters::{Counters, DropReason},
     driver::{TxError, TxSink},
+    hold::HoldQueue,
     icmp::{self, IcmpInput},
     ipv4::{self, Ipv4Config},
     tcp::shard::{Outgoing, Shard},
@@ -38,12 +39,30 @@ pub struct InterfaceConfig {
 #[derive(Debug)]
 pub struct Interface {
     config: InterfaceConfig,
+    /// This core's place among the interface's cores: (index, cores).
+    core: (usize, usize),
     arp: ArpCache,
     counters: Counters,
     /// TCP, when the stack serves any.
     tcp: Option<Shard>,
     /// When we last defended our address against a conflicting claim.
     last_defense: Option<Instant>,
+    /// TCP frames waiting for ARP to resolve their next hop.
+    held: HoldQueue,
+}
+
+/// What the caller does with a received frame after
+/// [`Interface::receive_frame_routed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Handled here.
+    Done,
+    /// Belongs to core `n` (a TCP segment for its active open): hand it
+    /// over unchanged.
+    Forward(usize),
+    /// Handled here, and every other core should learn from it
+    /// ([`Interface::learn_arp`]).
+    Share,
 }
 
 /// RFC 5227 §2.4 (b): at most one defensive announcement per this interval.
@@ -55,8 +74,10 @@ impl Interface {
             arp: ArpCache::new(config.arp.clone()),
             config,
             counters: Counters::default(),
+            core: (0, 1),
             tcp: None,
             last_defense: None,
+            held: HoldQueue::default(),
         }
     }
 
@@ -65,6 +86,17 @@ impl Interface {
     pub fn with_tcp(mut self, shard: Shard) -> Self {
         self.tcp = Some(shard);
         self
+    }
+
+    /// Makes this interface core `index` of `cores` serving the same
+    /// address: its active opens use its own share of the ephemeral ports,
+    /// and [`Interface::receive_frame_routed`] names the owner of segments
+    /// that belong to another core, and ARP news every core should learn.
+    pub fn set_core(&mut self, index: usize, cores: usize) {
+        self.core = (index, cores.max(1));
+        if let Some(shard) = self.tcp.as_mut() {
+            shard.set_port_partition(index, cores);
+        }
     }
 
     pub fn tcp(&self) -> Option<&Shard> {
@@ -83,6 +115,11 @@ impl Interface {
         &self.counters
     }
 
+    /// For the runtime, which counts frames it moves between cores.
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
     pub fn arp_cache(&self) -> &ArpCache {
         &self.arp
     }
@@ -98,30 +135,105 @@ impl Interface {
 
     /// Handles one received Ethernet frame.
     pub fn receive_frame(&mut self, frame: &[u8], now: Instant, tx: &mut impl TxSink) {
+        self.receive_frame_routed(frame, now, tx);
+    }
+
+    /// Handles one received Ethernet frame, or says which core must: on a
+    /// multi-queue interface the NIC may put a reply to one core's active
+    /// open on another core's queue ([`Route::Forward`]), and ARP learned
+    /// on one core is news for all ([`Route::Share`], see
+    /// [`Interface::learn_arp`]).
+    pub fn receive_frame_routed(
+        &mut self,
+        frame: &[u8],
+        now: Instant,
+        tx: &mut impl TxSink,
+    ) -> Route {
         self.counters.rx_frames += 1;
         self.counters.rx_bytes += frame.len() as u64;
+        self.handle_frame(frame, now, tx)
+    }
+
+    /// Handles a frame another core received and handed over (counted
+    /// there as received).
+    pub fn receive_forwarded(&mut self, frame: &[u8], now: Instant, tx: &mut impl TxSink) {
+        self.counters.forwarded_in += 1;
+        self.handle_frame(frame, now, tx);
+    }
+
+    fn handle_frame(&mut self, frame: &[u8], now: Instant, tx: &mut impl TxSink) -> Route {
         let eth = match EthernetFrame::new_checked(frame) {
             Ok(eth) => eth,
-            Err(_) => return self.counters.drop(DropReason::EthernetTruncated),
+            Err(_) => {
+                self.counters.drop(DropReason::EthernetTruncated);
+                return Route::Done;
+            }
         };
         let dst = eth.dst_addr();
         if dst != self.config.mac && !dst.is_broadcast() {
-            return self.counters.drop(DropReason::NotOurMac);
+            self.counters.drop(DropReason::NotOurMac);
+            return Route::Done;
         }
         let src_mac = eth.src_addr();
         match eth.ethertype() {
-            EtherType::Arp => self.receive_arp(eth.payload(), now, tx),
+            EtherType::Arp => {
+                let learned = self.receive_arp(eth.payload(), now, tx);
+                if learned && self.core.1 > 1 {
+                    return Route::Share;
+                }
+                Route::Done
+            }
             EtherType::Ipv4 => self.receive_ipv4(src_mac, eth.payload(), now, tx),
-            _ => self.counters.drop(DropReason::EtherType),
+            _ => {
+                self.counters.drop(DropReason::EtherType);
+                Route::Done
+            }
         }
     }
 
-    /// RFC 826 "Packet Reception", for Ethernet and IPv4 only.
-    fn receive_arp(&mut self, bytes: &[u8], now: Instant, tx: &mut impl TxSink) {
+    /// Learns from an ARP frame another core received (and answered): the
+    /// sender's address goes into this core's cache, nothing is sent.
+    pub fn learn_arp(&mut self, frame: &[u8], now: Instant, tx: &mut impl TxSink) {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return;
+        };
+        let Ok(repr) = ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p))
+        else {
+            return;
+        };
+        let (ip, mac) = (repr.source_protocol_addr, repr.source_hardware_addr);
+        if ip != self.config.ipv4.addr && !ip.is_unspecified() && mac.is_unicast() {
+            self.arp.insert(ip, mac, now);
+            self.release_held(ip, mac, tx);
+        }
+    }
+
+    /// Sends the frames that waited for `ip`'s link address.
+    fn release_held(&mut self, ip: Ipv4Addr, mac: EthernetAddress, tx: &mut impl TxSink) {
+        if self.held.is_empty() {
+            return;
+        }
+        let r = self.held.release(ip, mac, tx);
+        self.counters.tx_frames += r.sent as u64;
+        self.counters.tx_bytes += r.bytes as u64;
+        self.counters.tcp_segments_out += r.sent as u64;
+        self.counters
+            .drop_n(DropReason::TxNoBuffer, r.failed as u64);
+    }
+
+    /// RFC 826 "Packet Reception", for Ethernet and IPv4 only. Returns
+    /// whether it learned or refreshed a neighbour.
+    fn receive_arp(&mut self, bytes: &[u8], now: Instant, tx: &mut impl TxSink) -> bool {
         let repr = match ArpPacket::new_checked(bytes).and_then(|p| ArpRepr::parse(&p)) {
             Ok(r) => r,
-            Err(WireError::Unsupported) => return self.counters.drop(DropReason::ArpUnsupported),
-            Err(_) => return self.counters.drop(DropReason::ArpMalformed),
+            Err(WireError::Unsupported) => {
+                self.counters.drop(DropReason::ArpUnsupported);
+                return false;
+            }
+            Err(_) => {
+                self.counters.drop(DropReason::ArpMalformed);
+                return false;
+            }
         };
         let local = self.config.ipv4.addr;
         let sender_ip = repr.source_protocol_addr;
@@ -138,33 +250,39 @@ impl Interface {
                 self.last_defense = Some(now);
                 self.send_arp_request(tx, local);
             }
-            return;
+            return false;
         }
         if sender_ip == local || !sender_mac.is_unicast() {
             // Our own announcement looped back, or a bogus sender: nothing
             // to learn or answer.
-            return self.counters.drop(DropReason::ArpNotForUs);
+            self.counters.drop(DropReason::ArpNotForUs);
+            return false;
         }
         // A probe (RFC 5227 §2.1.1) has sender 0.0.0.0: answer, don't learn.
         let learnable = !sender_ip.is_unspecified();
         // RFC 826: refresh a known sender whoever the target is ...
         let merged = learnable && self.arp.update_if_present(sender_ip, sender_mac, now);
         if repr.target_protocol_addr != local {
-            if !merged {
+            if merged {
+                self.release_held(sender_ip, sender_mac, tx);
+            } else {
                 self.counters.drop(DropReason::ArpNotForUs);
             }
-            return;
+            return merged;
         }
         // ... and learn a new one only when we are the target.
         if learnable && !merged {
             self.arp.insert(sender_ip, sender_mac, now);
+        }
+        if learnable {
+            self.release_held(sender_ip, sender_mac, tx);
         }
         match repr.operation {
             ArpOperation::Request => {
                 self.counters.arp_requests_in += 1;
                 if !self.config.owns_ip {
                     // The kernel answers for a shared address.
-                    return;
+                    return learnable;
                 }
                 let reply = ArpRepr {
                     operation: ArpOperation::Reply,
@@ -180,6 +298,7 @@ impl Interface {
             ArpOperation::Reply => self.counters.arp_replies_in += 1,
             ArpOperation::Unknown(_) => self.counters.drop(DropReason::ArpUnsupported),
         }
+        learnable
     }
 
     fn receive_ipv4(
@@ -188,32 +307,56 @@ impl Interface {
         bytes: &[u8],
         now: Instant,
         tx: &mut impl TxSink,
-    ) {
+    ) -> Route {
         let (ip, payload) = match ipv4::accept(bytes, self.config.ipv4.addr) {
             Ok(v) => v,
-            Err(reason) => return self.counters.drop(reason),
+            Err(reason) => {
+                self.counters.drop(reason);
+                return Route::Done;
+            }
         };
         match ip.next_header {
             IpProtocol::Icmp => self.receive_icmp(src_mac, ip.src_addr, payload, tx),
             IpProtocol::Tcp => {
+                if let Some(owner) = self.foreign_owner(payload) {
+                    return Route::Forward(owner);
+                }
                 let Interface {
                     config,
                     arp,
                     counters,
                     tcp,
+                    held,
                     ..
                 } = self;
                 let Some(shard) = tcp.as_mut() else {
-                    return counters.drop(DropReason::TcpUnhandled);
+                    counters.drop(DropReason::TcpUnhandled);
+                    return Route::Done;
                 };
                 let mut out = TcpOutput::default();
                 shard.receive(now, src_mac, ip.src_addr, payload, counters, |seg| {
-                    out.send(tx, config, arp, now, seg)
+                    out.send(tx, config, arp, held, now, seg)
                 });
                 out.count(&mut self.counters);
             }
             _ => self.counters.drop(DropReason::Ipv4Protocol),
         }
+        Route::Done
+    }
+
+    /// The core that owns a TCP segment's destination port, when that is
+    /// another core: a reply to its active open (ephemeral ports are split
+    /// between cores) that the NIC put on our queue. A listener here takes
+    /// precedence.
+    fn foreign_owner(&self, segment: &[u8]) -> Option<usize> {
+        let (index, cores) = self.core;
+        if cores < 2 || segment.len() < 4 {
+            return None;
+        }
+        let port = u16::from_be_bytes([segment[2], segment[3]]);
+        let owner = crate::tcp::shard::ephemeral_owner(port, cores)?;
+        let listening = self.tcp.as_ref().is_some_and(|s| s.is_listening(port));
+        (owner != index && !listening).then_some(owner)
     }
 
     fn receive_icmp(
@@ -282,8 +425,8 @@ impl Interface {
     pub fn destroy_tcp(&mut self, now: Instant, tx: &mut impl TxSink) {
         if let Some(shard) = self.tcp.as_mut() {
             let mut out = TcpOutput::default();
-            let (config, arp) = (&self.config, &mut self.arp);
-            shard.destroy(now, |seg| out.send(tx, config, arp, now, seg));
+            let (config, arp, held) = (&self.config, &mut self.arp, &mut self.held);
+            shard.destroy(now, |seg| out.send(tx, config, arp, held, now, seg));
             out.count(&mut self.counters);
         }
     }
@@ -299,20 +442,23 @@ impl Interface {
     pub fn poll(&mut self, now: Instant, tx: &mut impl TxSink) {
         if let Some(shard) = self.tcp.as_mut() {
             let mut out = TcpOutput::default();
-            let (config, arp) = (&self.config, &mut self.arp);
-            shard.dispatch(now, |seg| out.send(tx, config, arp, now, seg));
+            let (config, arp, held) = (&self.config, &mut self.arp, &mut self.held);
+            shard.dispatch(now, |seg| out.send(tx, config, arp, held, now, seg));
             out.count(&mut self.counters);
         }
         let mut requests = [Ipv4Addr::UNSPECIFIED; 16];
         let mut n = 0;
-        let counters = &mut self.counters;
+        let (counters, held) = (&mut self.counters, &mut self.held);
         self.arp.poll(now, |action| match action {
             ArpTimerAction::Request(ip) if n < requests.len() => {
                 requests[n] = ip;
                 n += 1;
             }
             ArpTimerAction::Request(_) => {}
-            ArpTimerAction::Failed(_) => counters.arp_resolve_failed += 1,
+            ArpTimerAction::Failed(ip) => {
+                counters.arp_resolve_failed += 1;
+                counters.drop_n(DropReason::TcpNoRoute, held.discard(ip) as u64);
+            }
         });
         for &ip in &requests[..n] {
             self.send_arp_request(tx, ip);
@@ -366,43 +512,20 @@ struct TcpOutput {
 }
 
 impl TcpOutput {
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
         tx: &mut impl TxSink,
         config: &InterfaceConfig,
         arp: &mut ArpCache,
+        held: &mut HoldQueue,
         now: Instant,
         seg: Outgoing,
     ) -> Result<(), TxError> {
-        let mac = match seg.peer_mac {
-            Some(mac) => mac,
-            None => {
-                let Some(hop) = config.ipv4.next_hop(seg.dst) else {
-                    self.no_route += 1;
-                    return Ok(());
-                };
-                match arp.resolve(hop, now) {
-                    (Resolution::Known(mac), _) => mac,
-                    (Resolution::Pending, request_now) => {
-                        // Not resolved yet: the segment is lost as on a
-                        // wire and TCP retransmits it; meanwhile ARP asks
-                        // (and retries from Interface::poll).
-                        if request_now {
-                            let req = arp::request(config.mac, config.ipv4.addr, hop);
-                            if arp::send(tx, config.mac, EthernetAddress::BROADCAST, &req).is_ok() {
-                                self.arp_requests += 1;
-                            }
-                        }
-                        self.no_route += 1;
-                        return Ok(());
-                    }
-                }
-            }
-        };
         let tcp_len = seg.repr.buffer_len();
         let ip = ipv4::repr(config.ipv4.addr, seg.dst, IpProtocol::Tcp, tcp_len);
         let len = ethernet::HEADER_LEN + ip.buffer_len();
-        let sent = tx.send(len, |buf| {
+        let write = |buf: &mut [u8], mac: EthernetAddress| {
             let mut frame = EthernetFrame::new_unchecked(&mut *buf);
             EthernetRepr {
                 src_addr: config.mac,
@@ -417,7 +540,34 @@ impl TcpOutput {
                 config.ipv4.addr,
                 seg.dst,
             );
-        });
+        };
+        let mac = match seg.peer_mac {
+            Some(mac) => mac,
+            None => {
+                let Some(hop) = config.ipv4.next_hop(seg.dst) else {
+                    self.no_route += 1;
+                    return Ok(());
+                };
+                match arp.resolve(hop, now) {
+                    (Resolution::Known(mac), _) => mac,
+                    (Resolution::Pending, request_now) => {
+                        // Not resolved yet: the frame waits for the reply
+                        // (RFC 1122 §2.3.2.2) while ARP asks (and retries
+                        // from Interface::poll).
+                        if request_now {
+                            let req = arp::request(config.mac, config.ipv4.addr, hop);
+                            if arp::send(tx, config.mac, EthernetAddress::BROADCAST, &req).is_ok() {
+                                self.arp_requests += 1;
+                            }
+                        }
+                        self.no_route +=
+                            held.hold(hop, len, |buf| write(buf, EthernetAddress([0; 6]))) as u64;
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let sent = tx.send(len, |buf| write(buf, mac));
         match sent {
             Ok(()) => {
                 self.frames += 1;

@@ -11,6 +11,7 @@ pub mod api;
 pub mod arp;
 pub mod counters;
 pub mod driver;
+pub mod hold;
 pub mod host;
 pub mod icmp;
 pub mod iface;

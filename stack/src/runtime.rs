@@ -10,16 +10,18 @@ use std::{
     os::fd::RawFd,
     sync::{
         atomic::{AtomicBool, Ordering},
-        mpsc, Arc,
+        mpsc, Arc, OnceLock,
     },
     thread::JoinHandle,
     time::Duration,
 };
 
+use crossbeam_queue::ArrayQueue;
+
 use crate::{
-    counters::Counters,
+    counters::{Counters, DropReason},
     driver::{Device, DeviceCounters, Waker},
-    iface::{Interface, InterfaceConfig},
+    iface::{Interface, InterfaceConfig, Route},
     tcp::{
         config::TcpConfig,
         isn::IsnGenerator,
@@ -107,6 +109,140 @@ pub const BATCH: usize = 64;
 /// Longest sleep, so a stop request is seen promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
 
+/// Frames one core can hold from the others at once; beyond it they are
+/// dropped (and counted), as a full NIC ring would.
+const MAILBOX_FRAMES: usize = 4096;
+
+/// What a handed-over frame is.
+#[derive(Debug, Clone, Copy)]
+enum Handoff {
+    /// A frame this core owns (a TCP segment for its active open).
+    Frame,
+    /// ARP another core learned from: update the cache only.
+    Arp,
+}
+
+/// A core's inbox for frames from the other cores, with the buffers they
+/// came in kept for reuse (no allocation once warm).
+struct Mailbox {
+    frames: ArrayQueue<(Handoff, Vec<u8>)>,
+    spares: ArrayQueue<Vec<u8>>,
+}
+
+/// How the cores of one interface reach each other: the NIC may deliver a
+/// frame to any queue, but a connection lives on one core.
+pub struct CrossCore {
+    me: usize,
+    mail: Arc<[Mailbox]>,
+    wakers: Arc<OnceLock<Vec<Waker>>>,
+    /// Cores handed frames this pass, woken once at its end.
+    to_wake: u64,
+}
+
+impl CrossCore {
+    /// A lone core: nothing to hand over.
+    pub fn single() -> Self {
+        Self::group(1).pop().expect("one core")
+    }
+
+    /// Links for `cores` cores, in order; their wakers are set once the
+    /// devices exist.
+    fn group(cores: usize) -> Vec<CrossCore> {
+        let mail: Arc<[Mailbox]> = (0..cores)
+            .map(|_| Mailbox {
+                frames: ArrayQueue::new(MAILBOX_FRAMES),
+                spares: ArrayQueue::new(MAILBOX_FRAMES),
+            })
+            .collect();
+        let wakers = Arc::new(OnceLock::new());
+        (0..cores)
+            .map(|me| CrossCore {
+                me,
+                mail: mail.clone(),
+                wakers: wakers.clone(),
+                to_wake: 0,
+            })
+            .collect()
+    }
+
+    /// Copies `frame` into core `to`'s inbox; false when it is full.
+    fn hand(&mut self, to: usize, kind: Handoff, frame: &[u8]) -> bool {
+        let mailbox = &self.mail[to];
+        let mut buf = mailbox.spares.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(frame);
+        if mailbox.frames.push((kind, buf)).is_err() {
+            return false;
+        }
+        self.to_wake |= 1 << (to % 64);
+        true
+    }
+
+    /// Routes a received frame the interface did not keep.
+    fn route(&mut self, route: Route, frame: &[u8], counters: &mut (u64, u64)) {
+        let mut hand = |cc: &mut Self, to: usize, kind| {
+            if cc.hand(to, kind, frame) {
+                counters.0 += 1;
+            } else {
+                counters.1 += 1;
+            }
+        };
+        match route {
+            Route::Done => {}
+            Route::Forward(to) if to < self.mail.len() => hand(self, to, Handoff::Frame),
+            Route::Forward(_) => counters.1 += 1,
+            Route::Share => {
+                let me = self.me;
+                for to in (0..self.mail.len()).filter(|&c| c != me) {
+                    hand(self, to, Handoff::Arp);
+                }
+            }
+        }
+    }
+
+    /// Wakes every core handed something this pass.
+    fn wake(&mut self) {
+        if self.to_wake == 0 {
+            return;
+        }
+        if let Some(wakers) = self.wakers.get() {
+            for (i, w) in wakers.iter().enumerate() {
+                if self.to_wake & (1 << (i % 64)) != 0 {
+                    w.wake();
+                }
+            }
+        }
+        self.to_wake = 0;
+    }
+
+    /// Handles up to `budget` frames other cores handed this one.
+    fn receive<D: Device>(
+        &self,
+        device: &mut D,
+        iface: &mut Interface,
+        now: Instant,
+        budget: usize,
+    ) -> usize {
+        let mailbox = &self.mail[self.me];
+        let mut n = 0;
+        while n < budget {
+            let Some((kind, buf)) = mailbox.frames.pop() else {
+                break;
+            };
+            match kind {
+                Handoff::Frame => iface.receive_forwarded(&buf, now, &mut device.transmitter()),
+                Handoff::Arp => {
+                    iface.counters_mut().forwarded_in += 1;
+                    iface.learn_arp(&buf, now, &mut device.transmitter());
+                }
+            }
+            let _ = mailbox.spares.push(buf);
+            n += 1;
+        }
+        n
+    }
+}
+
 /// What one core did, handed back when it stops.
 #[derive(Debug, Clone)]
 pub struct CoreReport {
@@ -133,6 +269,7 @@ pub fn run_core<D: Device, A: App>(
     stop: &AtomicBool,
     announce: bool,
     grace: Duration,
+    cross: &mut CrossCore,
 ) -> io::Result<()> {
     if announce {
         iface.start(clock.now(), &mut device.transmitter());
@@ -141,7 +278,7 @@ pub fn run_core<D: Device, A: App>(
     if let Some(shard) = iface.tcp_mut() {
         app.start(shard, clock.now());
     }
-    run_passes(device, iface, app, mode, clock, |_, app| {
+    run_passes(device, iface, app, mode, clock, cross, |_, app| {
         stop.load(Ordering::Relaxed) || app.finished()
     })?;
     if iface.tcp().is_none() {
@@ -155,7 +292,7 @@ pub fn run_core<D: Device, A: App>(
         app.shutdown(shard, clock.now());
     }
     let deadline = clock.now() + grace;
-    let settled = run_passes(device, iface, app, mode, clock, |iface, _| {
+    let settled = run_passes(device, iface, app, mode, clock, cross, |iface, _| {
         clock.now() >= deadline || iface.tcp().is_none_or(|s| s.all_closed_or_time_wait())
     });
     // Then abort what is left (RST) and free every slot.
@@ -171,12 +308,25 @@ fn run_passes<D: Device, A: App>(
     app: &mut A,
     mode: PollMode,
     clock: &Clock,
+    cross: &mut CrossCore,
     mut done: impl FnMut(&Interface, &A) -> bool,
 ) -> io::Result<()> {
     let mut idle: u32 = 0;
     while !done(iface, app) {
         let now = clock.now();
-        let handled = device.receive(BATCH, |frame, tx| iface.receive_frame(frame, now, tx));
+        // (handed over, dropped for a full inbox)
+        let mut handoffs = (0u64, 0u64);
+        let mut handled = device.receive(BATCH, |frame, tx| {
+            let route = iface.receive_frame_routed(frame, now, tx);
+            cross.route(route, frame, &mut handoffs);
+        });
+        if handoffs != (0, 0) {
+            let counters = iface.counters_mut();
+            counters.forwarded_out += handoffs.0;
+            counters.drop_n(DropReason::ForwardQueueFull, handoffs.1);
+            cross.wake();
+        }
+        handled += cross.receive(device, iface, now, BATCH);
         if let Some(shard) = iface.tcp_mut() {
             app.poll(shard, now);
         }
@@ -282,8 +432,11 @@ impl Runtime {
             threads: Vec::with_capacity(specs.len()),
             go: Vec::with_capacity(specs.len()),
         };
+        let mut links = CrossCore::group(specs.len());
+        let first_link = links.first().map(|l| (l.wakers.clone(), l.mail.len()));
         for (i, &spec) in specs.iter().enumerate() {
             let announce = i == 0;
+            let mut cross = links.remove(0);
             let stop = runtime.stop.clone();
             let make_device = make_device.clone();
             let make_app = make_app.clone();
@@ -318,10 +471,21 @@ impl Runtime {
                     if let Some(t) = tcp {
                         engine = engine.with_tcp(Shard::new(t.config, t.shard, config.ipv4.addr, t.isn, t.cookies));
                     }
+                    engine.set_core(cross.me, cross.mail.len());
                     let mut app = make_app(spec.queue);
                     if go_rx.recv() == Ok(true) {
                         let result =
-                            run_core(&mut device, &mut engine, &mut app, mode, &clock, &stop, announce, grace);
+                            run_core(
+                            &mut device,
+                            &mut engine,
+                            &mut app,
+                            mode,
+                            &clock,
+                            &stop,
+                            announce,
+                            grace,
+                            &mut cross,
+                        );
                         if let Err(e) = &result {
                             tracing::error!(queue = spec.queue, error = %e, "core stopped on an I/O error");
                             stop.store(true, Ordering::Relaxed);
@@ -359,6 +523,19 @@ impl Runtime {
             }
         }
         ready.sort_unstable_by_key(|c| c.queue);
+        // Cores are linked in spec order; wake them in that order too.
+        if let Some((wakers, _)) = first_link {
+            let by_spec = specs
+                .iter()
+                .map(|s| {
+                    ready
+                        .iter()
+                        .find(|c| c.queue == s.queue)
+                        .map_or_else(Waker::noop, |c| c.waker.clone())
+                })
+                .collect();
+            let _ = wakers.set(by_spec);
+        }
         Ok((runtime, ready))
     }
 

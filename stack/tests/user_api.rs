@@ -530,3 +530,140 @@ fn abort_races_sends_and_shutdown_frees_live_connections() {
         ));
     }
 }
+
+/// The peer's transmit side on a two-queue "NIC" whose RSS is hostile: a
+/// TCP segment goes to the queue of the core that does NOT own its
+/// destination port (ephemeral ports are split by parity), and everything
+/// else (ARP) to queue 0 only.
+struct HostileRss<'a> {
+    queues: [&'a mut ThreadPort; 2],
+    scratch: Vec<u8>,
+}
+
+fn wrong_queue(frame: &[u8]) -> usize {
+    let is_tcp = frame.len() > 34 && frame[12..14] == [0x08, 0x00] && frame[23] == 6;
+    if !is_tcp {
+        return 0;
+    }
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let at = 14 + ihl + 2;
+    let port = u16::from_be_bytes([frame[at], frame[at + 1]]);
+    1 - usize::from(port % 2)
+}
+
+impl bypass_stack::driver::TxSink for HostileRss<'_> {
+    fn send<F: FnOnce(&mut [u8])>(
+        &mut self,
+        len: usize,
+        fill: F,
+    ) -> Result<(), bypass_stack::driver::TxError> {
+        self.scratch.clear();
+        self.scratch.resize(len, 0);
+        fill(&mut self.scratch);
+        let q = wrong_queue(&self.scratch);
+        let HostileRss { queues, scratch } = self;
+        use bypass_stack::driver::Device;
+        queues[q]
+            .transmitter()
+            .send(len, |b| b.copy_from_slice(scratch))
+    }
+}
+
+#[test]
+fn active_opens_work_when_replies_land_on_another_core() {
+    use bypass_stack::{driver::Device, iface::Interface, runtime::App, tcp::shard::Shard};
+    let _t = turn();
+    let (_l0, stack0, mut peer0) = ThreadLink::new(Faults::none(), 11, 1514);
+    let (_l1, stack1, mut peer1) = ThreadLink::new(Faults::none(), 12, 1514);
+    let stack = Stack::init(StackConfig {
+        device: StackDevice::Memory {
+            ports: vec![stack0, stack1],
+            iface: iface(STACK_IP, 1),
+            poll: PollMode::default(),
+        },
+        tcp: tcp_setup(),
+    })
+    .unwrap();
+    assert_eq!(stack.cores(), 2);
+    // The peer: one engine fed by both queues, driven by its own thread.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let setup = tcp_setup();
+            let mut engine = Interface::new(iface(PEER_IP, 2)).with_tcp(Shard::new(
+                setup.config,
+                setup.shard,
+                PEER_IP,
+                setup.isn,
+                setup.cookies,
+            ));
+            let mut app = EventApp::new(Peer {
+                clients: Vec::new(),
+                results: Results::default(),
+            });
+            let clock = bypass_stack::time::Clock::new();
+            app.start(engine.tcp_mut().unwrap(), clock.now());
+            let mut frames: Vec<Vec<u8>> = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = clock.now();
+                peer0.receive(64, |f, _| frames.push(f.to_vec()));
+                peer1.receive(64, |f, _| frames.push(f.to_vec()));
+                let mut rss = HostileRss {
+                    queues: [&mut peer0, &mut peer1],
+                    scratch: Vec::new(),
+                };
+                for f in frames.drain(..) {
+                    engine.receive_frame(&f, now, &mut rss);
+                }
+                app.poll(engine.tcp_mut().unwrap(), now);
+                engine.poll(now, &mut rss);
+                peer0.wait(Duration::from_micros(200)).unwrap();
+            }
+        })
+    };
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let stack = stack.clone();
+            thread::spawn(move || {
+                let data = pattern(200_000, 1000 + i);
+                let conn = stack.open_active(SocketAddrV4::new(PEER_IP, ECHO)).unwrap();
+                conn.wait_established(WAIT).unwrap();
+                let conn = Arc::new(conn);
+                let reader = {
+                    let conn = conn.clone();
+                    thread::spawn(move || read_to_end(&conn))
+                };
+                conn.send_all(&data, WAIT).unwrap();
+                conn.close().unwrap();
+                let got = reader.join().unwrap().unwrap();
+                assert!(got == data, "conn {i}: the echo differs");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let report = stack.shutdown().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    peer.join().unwrap();
+    let total = report.total();
+    assert!(total.forwarded_in > 100, "replies crossed cores: {total}");
+    assert_eq!(total.forwarded_in, total.forwarded_out, "{total}");
+    assert_eq!(
+        total.drops(bypass_stack::counters::DropReason::TcpNoRoute),
+        0,
+        "no SYN was lost waiting for ARP: {total}"
+    );
+    assert_eq!(report.connections_left(), 0);
+    // Both cores opened connections, and both learned the peer's address
+    // although ARP replies only ever reached queue 0.
+    for core in &report.cores {
+        assert!(
+            core.counters.tcp_segments_out > 100,
+            "core {}: {}",
+            core.queue,
+            core.counters
+        );
+    }
+}

@@ -5,7 +5,8 @@
 # timestamps and SACK negotiated (read from the kernel's TCP_INFO), graceful
 # close and abort as the kernel sees them, the same under loss in both
 # directions (a tc BPF program dropping TCP on bpx1), and the stack as an
-# active opener to a kernel echo server.
+# active opener to a kernel echo server, on one queue and from both cores of
+# two (replies handed to the owning core).
 source "$(dirname "$0")/lib.sh"
 
 INETD="${INETD:-$ROOT/target/release/examples/inetd}"
@@ -97,8 +98,30 @@ LOG="$ARTIFACTS/tcp-active.log"
 rc=$?
 wait "$ES_PID"
 check "inetd --echo-to exits 0 (rc=$rc)" test "$rc" = 0
-check "16 MiB echoed back byte-exact" grep -q "16777216 bytes echoed byte-exact" "$LOG"
+check "16 MiB echoed back byte-exact" grep -q "1 x 16777216 bytes echoed byte-exact" "$LOG"
 check "kernel server saw 16 MiB, a graceful close and options 7" grep -q "echo server: 16777216 bytes .* graceful close, tcpi_options 7" "$ES_LOG"
+check "no SYN waited for ARP (held, then sent)" bash -c "! grep -q 'tcp_no_route' '$LOG'"
+check "XDP detached" no_xdp
+
+# With two queues the kernel's replies land on either queue, whichever core
+# opened the connection: the receiving core hands them to the owner (by
+# ephemeral port), and ARP learned on one core is shared with the other.
+echo "== tcp: active opens from both cores of a 2-queue interface"
+"$LAB" up --queues 2 >/dev/null
+ES_LOG="$ARTIFACTS/tcp-echo-server-2q.log"
+cli timeout 120 python3 "$PEER" echo-server 7777 16 >"$ES_LOG" 2>&1 &
+ES_PID=$!
+for _ in $(seq 1 100); do grep -q listening "$ES_LOG" && break; sleep 0.05; done
+LOG="$ARTIFACTS/tcp-active-2q.log"
+"$LAB" exec srv timeout 120 "$INETD" --iface bpx0 --ip 10.99.0.1 --echo-to 10.99.0.2:7777 --bytes 1048576 --connections 16 >"$LOG" 2>&1
+rc=$?
+wait "$ES_PID"
+check "inetd --echo-to --connections 16 exits 0 (rc=$rc)" test "$rc" = 0
+check "16 x 1 MiB echoed back byte-exact" grep -q "16 x 1048576 bytes echoed byte-exact" "$LOG"
+check "the kernel server closed all 16 gracefully" test "$(grep -c 'echo server: 1048576 bytes .* graceful close, tcpi_options 7' "$ES_LOG")" = 16
+fwd=$(grep -o "total: .*" "$LOG" | grep -o " forwarded_in=[0-9]*" | cut -d= -f2)
+check "replies crossed cores and were handed over (forwarded_in=${fwd:-none})" test "${fwd:-0}" -gt 0
+check "nothing dropped for a full hand-over queue" bash -c "! grep -q 'forward_queue_full' '$LOG'"
 check "XDP detached" no_xdp
 rm -rf "$LOSS_DIR"
 finish tcp

@@ -121,14 +121,15 @@ def closed_port():
 
 
 def echo_server(port, count):
-    """Serves `count` echo connections on 10.99.0.2:port, then exits."""
+    """Serves `count` echo connections on 10.99.0.2:port, at once (a
+    thread each), then exits."""
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("0.0.0.0", port))
-    ls.listen()
+    ls.listen(128)
     print("listening", flush=True)
-    for _ in range(count):
-        c, addr = ls.accept()
+
+    def serve(c, addr):
         total = 0
         while True:
             b = c.recv(1 << 16)
@@ -139,6 +140,15 @@ def echo_server(port, count):
         opts = options(c)
         c.close()
         print(f"echo server: {total} bytes from {addr[0]}:{addr[1]}, graceful close, tcpi_options {opts}", flush=True)
+
+    threads = []
+    for _ in range(count):
+        c, addr = ls.accept()
+        t = threading.Thread(target=serve, args=(c, addr))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
     return True
 
 

@@ -148,6 +148,8 @@ pub struct Shard {
     isn: IsnGenerator,
     cookies: SynCookies,
     next_port: u16,
+    /// This shard's share of the ephemeral ports: (index, cores).
+    partition: (usize, usize),
     /// Connections closed over the shard's life (for tests and stats).
     pub closed_total: u64,
 }
@@ -167,6 +169,14 @@ impl std::fmt::Debug for Shard {
 
 /// Ephemeral ports for active opens (IANA dynamic range).
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
+
+/// The core whose shard owns ephemeral `port` when `cores` cores split
+/// the range (port modulo cores), or `None` outside the range. The NIC may
+/// deliver a reply to an active open on any queue; the receiving core hands
+/// it to this one.
+pub fn ephemeral_owner(port: u16, cores: usize) -> Option<usize> {
+    (cores > 1 && EPHEMERAL.contains(&port)).then(|| usize::from(port) % cores)
+}
 
 impl Shard {
     pub fn new(
@@ -204,6 +214,7 @@ impl Shard {
             isn,
             cookies,
             next_port: *EPHEMERAL.start(),
+            partition: (0, 1),
             closed_total: 0,
         }
     }
@@ -215,6 +226,16 @@ impl Shard {
     /// Connection slots: the most connections at once.
     pub fn capacity(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Active opens use only the ephemeral ports of core `index` of
+    /// `cores` (see [`ephemeral_owner`]).
+    pub fn set_port_partition(&mut self, index: usize, cores: usize) {
+        self.partition = (index, cores.max(1));
+    }
+
+    pub fn is_listening(&self, port: u16) -> bool {
+        self.listeners.iter().any(|l| l.port == port)
     }
 
     /// Ports with a listener.
@@ -302,6 +323,10 @@ impl Shard {
             } else {
                 port + 1
             };
+            let (index, cores) = self.partition;
+            if cores > 1 && usize::from(port) % cores != index {
+                continue;
+            }
             let listening = self.listeners.iter().any(|l| l.port == port);
             if !listening && !self.table.contains_key(&(remote, port)) {
                 return Ok(port);
