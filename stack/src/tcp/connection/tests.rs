@@ -1024,3 +1024,115 @@ fn a_new_syn_may_reuse_a_tuple_in_time_wait_only_going_forward() {
     assert!(c.time_wait_allows(&newer));
     assert!(!c.time_wait_allows(&older));
 }
+
+/// Header prediction must change nothing but speed: two identical
+/// connections (timestamps, SACK and window scaling negotiated), one with
+/// the fast path and one without, fed the same seeded mix of in-order data,
+/// PSH, duplicates, out-of-order segments, stale timestamps, window changes
+/// and ACKs of their own data, must send the same bytes, report the same
+/// events and status, and deliver the same data, step by step.
+#[test]
+fn header_prediction_matches_the_full_path() {
+    for seed in 1..=20u64 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let now = Instant::ZERO;
+        let open = |predict: bool| {
+            let mut c = Connection::connect(&cfg(), A_ADDR, B_ADDR, SeqNumber(ISS), now);
+            c.predict = predict;
+            drain(&mut c, now);
+            let mut synack = peer_seg(TcpControl::Syn, PEER_ISS, Some(ISS + 1), 65535, b"");
+            synack.max_seg_size = Some(1460);
+            synack.window_scale = Some(7);
+            synack.sack_permitted = true;
+            synack.timestamp = Some(TcpTimestamp {
+                tsval: 100,
+                tsecr: 0,
+            });
+            c.process(now, &synack);
+            drain(&mut c, now);
+            c
+        };
+        let (mut fast, mut full) = (open(true), open(false));
+        let mut t = now;
+        let mut seq = PEER_ISS + 1;
+        let mut tsval = 100u32;
+        let mut window = 512u16;
+        let mut our_acked = ISS + 1;
+        let payload: Vec<u8> = (0..1460).map(|i| (i * 7) as u8).collect();
+        for step in 0..400 {
+            t += Duration::from_millis(rng.u64(0..3));
+            // We send a little now and then, so ACKs can acknowledge it.
+            if rng.u8(0..10) == 0 {
+                let data = [step as u8; 700];
+                assert_eq!(fast.send(&data), full.send(&data));
+            }
+            let len = match rng.u8(0..10) {
+                0 => 1,
+                1 => 100,
+                _ => 1460,
+            };
+            let mut s = peer_seg(
+                TcpControl::None,
+                seq,
+                Some(our_acked),
+                window,
+                &payload[..len],
+            );
+            s.timestamp = Some(TcpTimestamp { tsval, tsecr: 0 });
+            match rng.u8(0..20) {
+                0 => s.control = TcpControl::Psh,
+                1 => s.seq_number = SeqNumber(seq.wrapping_sub(1460)), // duplicate
+                2 => s.seq_number = SeqNumber(seq + 1460),             // ahead: a hole
+                3 => {
+                    s.timestamp = Some(TcpTimestamp {
+                        tsval: tsval.wrapping_sub(5),
+                        tsecr: 0,
+                    })
+                }
+                4 => window = rng.u16(1..1024),
+                5 => {
+                    // Acknowledge what we have sent.
+                    let sent = fast.status().send_queued;
+                    our_acked = our_acked.wrapping_add(sent as u32);
+                    s.ack_number = Some(SeqNumber(our_acked));
+                }
+                _ => {}
+            }
+            s.window_len = window;
+            assert_eq!(
+                fast.process(t, &s).is_some(),
+                full.process(t, &s).is_some(),
+                "seed {seed} step {step}"
+            );
+            if s.seq_number.0 == seq && s.control != TcpControl::Rst {
+                seq = seq.wrapping_add(len as u32);
+            }
+            tsval = tsval.wrapping_add(rng.u32(0..2));
+            assert_eq!(
+                drain(&mut fast, t),
+                drain(&mut full, t),
+                "seed {seed} step {step}: output"
+            );
+            assert_eq!(
+                fast.take_events(),
+                full.take_events(),
+                "seed {seed} step {step}: events"
+            );
+            assert_eq!(
+                fast.status(),
+                full.status(),
+                "seed {seed} step {step}: status"
+            );
+            assert_eq!(
+                fast.poll_at(t),
+                full.poll_at(t),
+                "seed {seed} step {step}: deadline"
+            );
+            if rng.bool() {
+                let (mut a, mut b) = (vec![0; 4096], vec![0; 4096]);
+                assert_eq!(fast.recv(&mut a), full.recv(&mut b));
+                assert_eq!(a, b, "seed {seed} step {step}: data");
+            }
+        }
+    }
+}
