@@ -799,15 +799,17 @@ impl Shard {
         }
         self.ready.clear();
         // Lazy deletion leaves superseded deadlines in the heap; when they
-        // outnumber the live ones, rebuild it from the slots.
+        // outnumber the live ones, keep only the current ones (each
+        // scheduled slot's one entry) and re-heapify in place: the cost is
+        // the heap's size, not the shard's, and nothing is allocated.
         if self.timers.len() > 2 * self.connection_count() + 64 {
-            self.timers.clear();
-            for (index, slot) in self.slots.iter().enumerate() {
-                if let (Some(at), Some(_)) = (slot.scheduled, slot.conn.as_ref()) {
-                    self.timers
-                        .push(Reverse((at, index as u32, slot.generation)));
-                }
-            }
+            let mut entries = std::mem::take(&mut self.timers).into_vec();
+            let slots = &self.slots;
+            entries.retain(|&Reverse((at, index, generation))| {
+                let slot = &slots[index as usize];
+                slot.generation == generation && slot.scheduled == Some(at) && slot.conn.is_some()
+            });
+            self.timers = BinaryHeap::from(entries);
         }
     }
 
