@@ -134,6 +134,7 @@ impl Interface {
     }
 
     /// Handles one received Ethernet frame.
+    #[inline]
     pub fn receive_frame(&mut self, frame: &[u8], now: Instant, tx: &mut impl TxSink) {
         self.receive_frame_routed(frame, now, tx);
     }
@@ -143,6 +144,7 @@ impl Interface {
     /// open on another core's queue ([`Route::Forward`]), and ARP learned
     /// on one core is news for all ([`Route::Share`], see
     /// [`Interface::learn_arp`]).
+    #[inline]
     pub fn receive_frame_routed(
         &mut self,
         frame: &[u8],
