@@ -429,3 +429,31 @@ fn destroying_a_shard_resets_and_frees_every_connection() {
     assert!(resets >= 5, "{resets} resets");
     drop(clients.drain(..));
 }
+
+#[test]
+fn connections_in_time_wait_hold_no_buffers() {
+    let mut net = Net::new(Faults::none(), 5, ShardConfig::default());
+    let mut clients: Vec<Client> = (0..8)
+        .map(|i| net.open(ECHO, pattern(100_000, i)))
+        .collect();
+    net.drive(&mut clients);
+    for c in &clients {
+        assert!(c.got == c.out && c.error.is_none());
+    }
+    // The client closed first, so its connections wait out 2 MSL; they
+    // keep their slots but not their buffers, which went to the pool.
+    let shard = net.client.tcp().unwrap();
+    assert_eq!(shard.connection_count(), 8, "in TIME-WAIT");
+    let (held, pooled) = shard.buffer_bytes();
+    assert_eq!(held, 0, "TIME-WAIT holds no buffer memory");
+    assert!(
+        pooled > 0,
+        "the buffers wait in the pool for the next connections"
+    );
+    // A new connection reuses them rather than allocating.
+    let mut next = vec![net.open(ECHO, pattern(1000, 99))];
+    net.drive(&mut next);
+    assert!(next[0].got == next[0].out);
+    net.drain();
+    assert_eq!(net.client.tcp().unwrap().connection_count(), 0);
+}

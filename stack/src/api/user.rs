@@ -860,25 +860,25 @@ impl Drop for CoreConn {
 }
 
 impl UserCore {
-    /// The next passive open for `port` that is still wanted.
-    fn claim(&self, port: u16) -> Option<Arc<Shared>> {
+    /// The next passive open for `port` that is still wanted, tied to
+    /// `conn` (the check and the tie under one lock, so a CLOSE of the
+    /// LISTEN handle on another thread cannot slip in between).
+    fn claim(&self, port: u16, conn: &mut Conn<'_>) -> Option<Arc<Shared>> {
         let (_, opens) = self.passive.iter().find(|(p, _)| *p == port)?;
         while let Some(s) = opens.pop() {
-            if s.lock().phase == Phase::Listening {
+            let mut g = s.lock();
+            if g.phase == Phase::Listening {
+                g.phase = Phase::Bound {
+                    core: self.index,
+                    handle: Some(conn.handle()),
+                };
+                drop(g);
+                // Catch up on what happened before (data, flags).
+                pump(&s, conn);
                 return Some(s);
             }
         }
         None
-    }
-
-    /// Ties a passive open to its connection and catches up on what
-    /// happened before (data, flags).
-    fn bind(&self, shared: &Arc<Shared>, conn: &mut Conn<'_>) {
-        shared.lock().phase = Phase::Bound {
-            core: self.index,
-            handle: Some(conn.handle()),
-        };
-        pump(shared, conn);
     }
 
     fn run(&mut self, command: Command, core: &mut Core<'_, CoreConn>) {
@@ -899,12 +899,22 @@ impl UserCore {
                     },
                 ) {
                     Ok(h) => {
-                        shared.lock().phase = Phase::Bound {
-                            core: self.index,
-                            handle: Some(h),
-                        };
+                        let mut g = shared.lock();
+                        // ABORT may have come from the user meanwhile.
+                        let aborted = g.phase == Phase::Gone;
+                        if !aborted {
+                            g.phase = Phase::Bound {
+                                core: self.index,
+                                handle: Some(h),
+                            };
+                        }
+                        drop(g);
                         if let Some((_, mut conn)) = core.conn(h) {
-                            pump(&shared, &mut conn);
+                            if aborted {
+                                conn.abort();
+                            } else {
+                                pump(&shared, &mut conn);
+                            }
                         }
                     }
                     Err(ShardError::AlreadyListening) => unreachable!("connect never listens"),
@@ -1030,8 +1040,7 @@ impl Handler for UserCore {
 
     fn accepted(&mut self, conn: &mut Conn<'_>) -> CoreConn {
         let port = conn.local().port();
-        if let Some(shared) = self.claim(port) {
-            self.bind(&shared, conn);
+        if let Some(shared) = self.claim(port, conn) {
             return CoreConn {
                 shared: Some(shared),
             };
@@ -1093,9 +1102,8 @@ impl Handler for UserCore {
                 continue;
             };
             let port = conn.local().port();
-            match self.claim(port) {
+            match self.claim(port, &mut conn) {
                 Some(shared) => {
-                    self.bind(&shared, &mut conn);
                     entry.shared = Some(shared);
                     self.unclaimed.remove(i);
                 }

@@ -615,6 +615,26 @@ impl Connection {
         }
     }
 
+    /// Gives the buffers back early once they can no longer be needed: in
+    /// TIME-WAIT our FIN is acknowledged (nothing left to send) and, once
+    /// the application has read everything, nothing is left to read. A
+    /// connection waiting out 2 MSL then holds no buffer memory, as Linux's
+    /// timewait sockets hold none.
+    pub fn shed_buffers(&mut self) -> Option<Buffers> {
+        let done =
+            self.state == State::TimeWait && self.recv_buf.is_empty() && self.send_buf.is_empty();
+        (done && self.holds_buffers()).then(|| self.take_buffers())
+    }
+
+    /// Bytes of buffer the connection holds (0 once shed).
+    pub fn buffer_bytes(&self) -> usize {
+        self.send_buf.capacity() + self.recv_buf.capacity()
+    }
+
+    fn holds_buffers(&self) -> bool {
+        self.buffer_bytes() > 0
+    }
+
     /// Takes the buffers out (the connection is done), for the next one.
     pub fn take_buffers(&mut self) -> Buffers {
         Buffers {

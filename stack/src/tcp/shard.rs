@@ -119,8 +119,6 @@ struct Slot {
     events: Events,
     /// In the `eventful` list.
     eventful: bool,
-    /// Buffers of the slot's last connection, for its next one.
-    spare: Option<Buffers>,
 }
 
 /// Where a segment goes: the peer's link address if known, its IP address,
@@ -147,6 +145,9 @@ pub struct Shard {
     eventful: Vec<u32>,
     isn: IsnGenerator,
     cookies: SynCookies,
+    /// Buffers of finished connections, for the next ones (no allocation,
+    /// no zeroing); at most `SPARE_BUFFERS`, the rest are freed.
+    spare: Vec<Buffers>,
     next_port: u16,
     /// This shard's share of the ephemeral ports: (index, cores).
     partition: (usize, usize),
@@ -166,6 +167,11 @@ impl std::fmt::Debug for Shard {
             .finish_non_exhaustive()
     }
 }
+
+/// Buffer pairs a shard keeps for reuse: enough for bursts of new
+/// connections without allocating, few enough that a shard that was busy
+/// does not keep its peak memory (each pair is send + receive buffer).
+const SPARE_BUFFERS: usize = 128;
 
 /// Ephemeral ports for active opens (IANA dynamic range).
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
@@ -202,7 +208,6 @@ impl Shard {
                     ready: false,
                     events: Events::default(),
                     eventful: false,
-                    spare: None,
                 })
                 .collect(),
             free: (0..n as u32).rev().collect(),
@@ -213,6 +218,7 @@ impl Shard {
             eventful: Vec::with_capacity(n),
             isn,
             cookies,
+            spare: Vec::with_capacity(SPARE_BUFFERS),
             next_port: *EPHEMERAL.start(),
             partition: (0, 1),
             closed_total: 0,
@@ -662,17 +668,31 @@ impl Shard {
         });
     }
 
-    /// Buffers for the next connection: those of the slot `insert` will
-    /// use, when it had a connection before; fresh ones otherwise.
+    /// Buffers for the next connection: a finished connection's when the
+    /// pool has some, fresh ones otherwise.
     fn buffers(&mut self) -> Buffers {
-        let spare = self
-            .free
-            .last()
-            .and_then(|&i| self.slots[i as usize].spare.take());
-        match spare {
+        match self.spare.pop() {
             Some(b) => b.reuse(&self.tcp),
             None => Buffers::new(&self.tcp),
         }
+    }
+
+    fn keep_spare(spare: &mut Vec<Buffers>, buffers: Buffers) {
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(buffers);
+        }
+    }
+
+    /// Buffer bytes held by connections, and kept in the pool.
+    pub fn buffer_bytes(&self) -> (usize, usize) {
+        let held = self
+            .slots
+            .iter()
+            .filter_map(|s| s.conn.as_ref())
+            .map(Connection::buffer_bytes)
+            .sum();
+        let pooled = self.spare.len() * (self.tcp.send_buffer.max(1) + self.tcp.recv_buffer.max(1));
+        (held, pooled)
     }
 
     fn insert(
@@ -777,6 +797,9 @@ impl Shard {
                 })
             });
             let after = conn.state();
+            if let Some(buffers) = conn.shed_buffers() {
+                Self::keep_spare(&mut self.spare, buffers);
+            }
             self.gather_events(index);
             let slot = &mut self.slots[index as usize];
             let conn = slot.conn.as_mut().expect("still there");
@@ -834,7 +857,9 @@ impl Shard {
         let key = (conn.remote(), conn.local().port());
         let was_listener = slot.listener.take();
         if let Some(mut conn) = slot.conn.take() {
-            slot.spare = Some(conn.take_buffers());
+            if conn.buffer_bytes() > 0 {
+                Self::keep_spare(&mut self.spare, conn.take_buffers());
+            }
         }
         slot.scheduled = None;
         slot.accepted = false;
