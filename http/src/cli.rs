@@ -54,10 +54,32 @@ pub struct ServeArgs {
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
     pub cores: Option<CpuList>,
 
-    /// TCP port to steer to the stack in shared-IP mode (repeat for more);
-    /// in owned-IP mode all TCP to the address goes to the stack.
+    /// Directory of the site to serve.
+    #[arg(long, value_name = "DIR", default_value = "./www")]
+    pub root: std::path::PathBuf,
+
+    /// TCP port to serve HTTP on (repeat for more). In shared-IP mode only
+    /// these ports are steered to the stack; in owned-IP mode all TCP to
+    /// the address goes to the stack.
     #[arg(long = "port", value_name = "PORT", default_value = "80")]
     pub ports: Vec<u16>,
+
+    /// Connections served at once, all cores together; beyond it new
+    /// connections are answered 503 (with Retry-After) and closed.
+    #[arg(long, value_name = "N", default_value_t = 16_384)]
+    pub max_connections: usize,
+
+    /// Seconds a client has to send a whole request head (then 408).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub header_timeout: u64,
+
+    /// Seconds an idle keep-alive connection is kept open.
+    #[arg(long, value_name = "SECS", default_value_t = 75)]
+    pub idle_timeout: u64,
+
+    /// Files larger than this are not cached (and not served yet).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub max_cached_file: u64,
 
     /// Never sleep: poll the rings continuously (lowest latency; each queue
     /// thread uses a whole core). Default: spin briefly, then block in poll().

@@ -1,10 +1,16 @@
 //! `bypass`: a web server on its own TCP/IP stack over AF_XDP.
 //!
-//! At this stage `serve` brings the stack up on an interface and answers ARP
-//! and ping for its address; TCP, HTTP and TLS arrive on the same command.
+//! `serve` brings the stack up on an interface and serves a site from a
+//! directory over HTTP/1.1, as an application on the stack's cores (the
+//! per-core event API); it also answers ARP and ping for its address in
+//! owned-IP mode. TLS arrives on the same command.
 
 mod cli;
+mod request;
+mod response;
 mod serve;
+mod server;
+mod site;
 
 use clap::Parser;
 

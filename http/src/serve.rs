@@ -3,19 +3,29 @@
 
 use std::{
     process::ExitCode,
-    sync::{atomic::AtomicBool, Arc},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
 use anyhow::Context;
 use bypass_stack::{
+    api::events::EventApp,
     counters::Counters,
     driver::DeviceCounters,
     launch::{LaunchConfig, Running},
-    runtime::PollMode,
+    runtime::{PollMode, TcpSetup},
+    tcp::{config::TcpConfig, shard::ShardConfig},
 };
 
-use crate::cli::ServeArgs;
+use crate::{
+    cli::ServeArgs,
+    request::Limits,
+    server::{HttpConfig, HttpCounters, HttpServer},
+    site::Site,
+};
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let host = args.ip;
@@ -49,10 +59,48 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
 
-    let running = Running::start(&config)?;
+    let site = Site::load(&args.root, args.max_cached_file)?;
+    let (files, bytes) = site.stats();
+    let site = Arc::new(site);
+    let http = Arc::new(HttpConfig {
+        ports: args.ports.clone(),
+        limits: Limits::default(),
+        max_connections: args.max_connections,
+        header_timeout: Duration::from_secs(args.header_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+    });
+    let tcp = TcpSetup::new(
+        TcpConfig {
+            nagle: false,
+            ..TcpConfig::default()
+        },
+        ShardConfig::default(),
+    );
+    let open = Arc::new(AtomicUsize::new(0));
+    let http_report = Arc::new(Mutex::new(HttpCounters::default()));
+    let running = {
+        let (site, http, open, report) = (
+            site.clone(),
+            http.clone(),
+            open.clone(),
+            http_report.clone(),
+        );
+        Running::start_with(&config, Some(tcp), move |_queue| {
+            EventApp::new(HttpServer::new(
+                site.clone(),
+                http.clone(),
+                open.clone(),
+                report.clone(),
+            ))
+        })?
+    };
     let info = running.interface();
     tracing::info!(
-        "serving {addr}/{prefix_len} on {} ({}) in {} mode: {} queue(s), XDP {}, AF_XDP {}, {} polling, TCP ports {:?}",
+        "site {} : {files} file(s), {bytes} bytes cached",
+        args.root.display()
+    );
+    tracing::info!(
+        "serving {addr}/{prefix_len} on {} ({}) in {} mode: {} queue(s), XDP {}, AF_XDP {}, {} polling, HTTP on TCP ports {:?}",
         info.name,
         info.mac,
         if args.shared_ip { "shared-IP" } else { "owned-IP" },
@@ -82,6 +130,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         device.accumulate(&core.device);
     }
     eprintln!("bypass: total: {total}");
+    if let Ok(h) = http_report.lock() {
+        eprintln!("bypass: http: {h}");
+    }
     eprintln!("bypass: total device: {device}");
     for (queue, c) in report.xdp.iter().enumerate() {
         eprintln!(

@@ -1,0 +1,529 @@
+//! What to answer, and the answer's head: routing a parsed request through
+//! the site (RFC 9110 §9.3.1 GET, §9.3.2 HEAD), conditional requests
+//! (§13: If-None-Match, If-Modified-Since → 304), single byte ranges (§14:
+//! 206, 416), pre-compressed representations (§12.5.3 Accept-Encoding,
+//! with Vary), redirects for directories, and short error bodies. Pure
+//! functions: no I/O, so every status is unit-tested here.
+//!
+//! Heads are written into a buffer the caller reuses; bodies are shared
+//! slices of the cached site, so a cached file is answered without
+//! allocating.
+
+use std::{io::Write, ops::Range, sync::Arc, time::SystemTime};
+
+use crate::{
+    request::{Method, Rejection, Request},
+    site::{Entry, Lookup, Site},
+};
+
+/// The server's name in `Server:`.
+pub const SERVER: &str = "bypass";
+
+/// The reason phrase for the statuses this server sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        416 => "Range Not Satisfiable",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// The `Date:` value, formatted once per second (RFC 9110 §6.6.1).
+pub struct DateCache {
+    second: u64,
+    text: String,
+}
+
+impl DateCache {
+    pub fn new() -> Self {
+        DateCache {
+            second: u64::MAX,
+            text: String::new(),
+        }
+    }
+
+    pub fn get(&mut self) -> &str {
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if second != self.second {
+            self.second = second;
+            self.text = httpdate::fmt_http_date(now);
+        }
+        &self.text
+    }
+}
+
+/// A response's body: nothing, or a range of a cached file.
+#[derive(Clone)]
+pub enum Body {
+    Empty,
+    Static(&'static [u8]),
+    Shared(Arc<[u8]>, Range<usize>),
+}
+
+impl Body {
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Empty => 0,
+            Body::Static(b) => b.len(),
+            Body::Shared(_, r) => r.len(),
+        }
+    }
+
+    /// The bytes from `at` on.
+    pub fn from(&self, at: usize) -> &[u8] {
+        match self {
+            Body::Empty => &[],
+            Body::Static(b) => &b[at.min(b.len())..],
+            Body::Shared(data, r) => &data[(r.start + at).min(r.end)..r.end],
+        }
+    }
+}
+
+/// A response head to write, and its body.
+pub struct Response<'a> {
+    pub status: u16,
+    pub content_type: Option<&'a str>,
+    /// `Content-Length` (also sent for HEAD, as GET would).
+    pub length: Option<usize>,
+    pub etag: Option<&'a str>,
+    /// An ETag with an encoding suffix, built in the caller's scratch.
+    pub etag_suffix: Option<&'static str>,
+    pub last_modified: Option<&'a str>,
+    /// A redirect's target (allocated: redirects are rare).
+    pub location: Option<String>,
+    pub content_range: Option<(usize, usize, usize)>,
+    /// `Content-Range: bytes */len` for a 416.
+    pub unsatisfied_range: Option<usize>,
+    pub content_encoding: Option<&'static str>,
+    pub vary_encoding: bool,
+    pub allow: bool,
+    pub accept_ranges: bool,
+    pub retry_after: bool,
+    pub close: bool,
+    pub body: Body,
+    /// Whether the body is sent (not for HEAD, 304).
+    pub send_body: bool,
+}
+
+impl<'a> Response<'a> {
+    fn new(status: u16) -> Self {
+        Response {
+            status,
+            content_type: None,
+            length: None,
+            etag: None,
+            etag_suffix: None,
+            last_modified: None,
+            location: None,
+            content_range: None,
+            unsatisfied_range: None,
+            content_encoding: None,
+            vary_encoding: false,
+            allow: false,
+            accept_ranges: false,
+            retry_after: false,
+            close: false,
+            body: Body::Empty,
+            send_body: true,
+        }
+    }
+
+    /// A short plain-text answer (errors, redirects): the status line as
+    /// its body.
+    pub fn short(status: u16) -> Self {
+        let body: &'static [u8] = match status {
+            301 => b"301 Moved Permanently\n",
+            400 => b"400 Bad Request\n",
+            404 => b"404 Not Found\n",
+            405 => b"405 Method Not Allowed\n",
+            408 => b"408 Request Timeout\n",
+            413 => b"413 Content Too Large\n",
+            414 => b"414 URI Too Long\n",
+            416 => b"416 Range Not Satisfiable\n",
+            431 => b"431 Request Header Fields Too Large\n",
+            501 => b"501 Not Implemented\n",
+            503 => b"503 Service Unavailable\n",
+            505 => b"505 HTTP Version Not Supported\n",
+            _ => b"500 Internal Server Error\n",
+        };
+        Response {
+            content_type: Some("text/plain; charset=utf-8"),
+            length: Some(body.len()),
+            body: Body::Static(body),
+            ..Response::new(status)
+        }
+    }
+
+    /// The answer to a request the parser rejected; the connection closes.
+    pub fn rejected(r: Rejection) -> Self {
+        Response {
+            close: true,
+            ..Response::short(r.status())
+        }
+    }
+
+    /// Writes the status line and fields (RFC 9112 §4, §5) into `out`.
+    pub fn write_head(&self, date: &str, out: &mut Vec<u8>) {
+        out.clear();
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\nServer: {SERVER}\r\nDate: {date}\r\n",
+            self.status,
+            reason(self.status)
+        );
+        if let Some(t) = self.content_type {
+            let _ = write!(out, "Content-Type: {t}\r\n");
+        }
+        if let Some(n) = self.length {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        if let Some(e) = self.etag {
+            match self.etag_suffix {
+                // "abc" + -gz → "abc-gz": a distinct strong validator per
+                // representation (RFC 9110 §8.8.3.3).
+                Some(s) => {
+                    let inner = e.trim_end_matches('"');
+                    let _ = write!(out, "ETag: {inner}{s}\"\r\n");
+                }
+                None => {
+                    let _ = write!(out, "ETag: {e}\r\n");
+                }
+            }
+        }
+        if let Some(lm) = self.last_modified {
+            let _ = write!(out, "Last-Modified: {lm}\r\n");
+        }
+        if let Some(l) = &self.location {
+            let _ = write!(out, "Location: {l}\r\n");
+        }
+        if let Some((first, last, total)) = self.content_range {
+            let _ = write!(out, "Content-Range: bytes {first}-{last}/{total}\r\n");
+        }
+        if let Some(total) = self.unsatisfied_range {
+            let _ = write!(out, "Content-Range: bytes */{total}\r\n");
+        }
+        if let Some(e) = self.content_encoding {
+            let _ = write!(out, "Content-Encoding: {e}\r\n");
+        }
+        if self.vary_encoding {
+            out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+        }
+        if self.allow {
+            out.extend_from_slice(b"Allow: GET, HEAD\r\n");
+        }
+        if self.accept_ranges {
+            out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
+        }
+        if self.retry_after {
+            out.extend_from_slice(b"Retry-After: 1\r\n");
+        }
+        if self.close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The answer to a parsed request.
+pub fn respond<'a>(req: &Request<'_>, site: &'a Site) -> Response<'a> {
+    let mut r = route(req, site);
+    if req.method == Method::Head {
+        r.send_body = false;
+    }
+    if !req.keep_alive {
+        r.close = true;
+    }
+    // HTTP/1.0 clients get 1.1 responses too (RFC 9110 §6.2).
+    r
+}
+
+fn route<'a>(req: &Request<'_>, site: &'a Site) -> Response<'a> {
+    if req.method == Method::NotAllowed {
+        return Response {
+            allow: true,
+            ..Response::short(405)
+        };
+    }
+    match site.lookup(req.target) {
+        Lookup::File(entry) => file(req, entry),
+        Lookup::Redirect(location) => Response {
+            location: Some(location),
+            ..Response::short(301)
+        },
+        Lookup::NotFound => Response::short(404),
+        Lookup::BadRequest => Response::short(400),
+    }
+}
+
+/// Which stored representation `Accept-Encoding` allows (RFC 9110
+/// §12.5.3): brotli, then gzip, then the file itself.
+fn pick_encoding<'e>(
+    accept: Option<&str>,
+    entry: &'e Entry,
+) -> Option<(&'static str, &'e Arc<[u8]>)> {
+    let accept = accept?;
+    let allows = |coding: &str| {
+        accept.split(',').any(|item| {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (name.eq_ignore_ascii_case(coding) || name == "*") && q > 0.0
+        })
+    };
+    if let Some(b) = entry.brotli.as_ref().filter(|_| allows("br")) {
+        return Some(("br", b));
+    }
+    if let Some(g) = entry.gzip.as_ref().filter(|_| allows("gzip")) {
+        return Some(("gzip", g));
+    }
+    None
+}
+
+/// RFC 9110 §13.1.2: weak comparison of If-None-Match's list with our tag.
+fn none_match(header: &str, etag: &str, suffix: Option<&str>) -> bool {
+    let ours = etag.trim_start_matches("W/").trim_matches('"');
+    header.split(',').any(|t| {
+        let t = t.trim();
+        if t == "*" {
+            return true;
+        }
+        let t = t.trim_start_matches("W/").trim_matches('"');
+        match suffix {
+            Some(s) => t.strip_suffix(s) == Some(ours),
+            None => t == ours,
+        }
+    })
+}
+
+/// RFC 9110 §13.1.3: not modified since the given date (second precision).
+fn not_modified_since(header: &str, last_modified: SystemTime) -> bool {
+    let Ok(since) = httpdate::parse_http_date(header.trim()) else {
+        return false;
+    };
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    secs(last_modified) <= secs(since)
+}
+
+/// One `bytes=` range (RFC 9110 §14.1.2) against a length: `Some(Ok(range))`
+/// to serve, `Some(Err(()))` when unsatisfiable, `None` to ignore the
+/// header (malformed, or several ranges: we answer those with the whole
+/// representation, which §14.2 allows).
+fn byte_range(header: &str, len: usize) -> Option<Result<Range<usize>, ()>> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.trim().split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if first.is_empty() {
+        // The last N bytes.
+        if !digits(last) {
+            return None;
+        }
+        let n: usize = last.parse().unwrap_or(usize::MAX);
+        if n == 0 || len == 0 {
+            return Some(Err(()));
+        }
+        return Some(Ok(len - n.min(len)..len));
+    }
+    if !digits(first) || !(last.is_empty() || digits(last)) {
+        return None;
+    }
+    let start: usize = first.parse().unwrap_or(usize::MAX);
+    let end = if last.is_empty() {
+        len
+    } else {
+        let l: usize = last.parse().unwrap_or(usize::MAX);
+        if l < start {
+            return None;
+        }
+        l.saturating_add(1).min(len)
+    };
+    if start >= len {
+        return Some(Err(()));
+    }
+    Some(Ok(start..end))
+}
+
+fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
+    let has_variants = entry.gzip.is_some() || entry.brotli.is_some();
+    let (encoding, data) = match pick_encoding(req.accept_encoding, entry) {
+        Some((coding, data)) => (Some(coding), data),
+        None => (None, &entry.body),
+    };
+    let suffix = encoding.map(|c| if c == "br" { "-br" } else { "-gz" });
+    let base = Response {
+        content_type: Some(entry.content_type),
+        etag: Some(&entry.etag),
+        etag_suffix: suffix,
+        last_modified: Some(&entry.last_modified_http),
+        content_encoding: encoding,
+        vary_encoding: has_variants,
+        accept_ranges: true,
+        ..Response::new(200)
+    };
+    // Conditionals first (RFC 9110 §13.2.2): If-None-Match wins over
+    // If-Modified-Since.
+    let unchanged = match (req.if_none_match, req.if_modified_since) {
+        (Some(inm), _) => none_match(inm, &entry.etag, suffix),
+        (None, Some(ims)) => not_modified_since(ims, entry.last_modified),
+        (None, None) => false,
+    };
+    if unchanged {
+        return Response {
+            status: 304,
+            content_type: None,
+            send_body: false,
+            ..base
+        };
+    }
+    let len = data.len();
+    // If-Range (§13.1.5): the range applies only to the representation the
+    // client has (strong ETag or exact date).
+    let range_applies = req.if_range.is_none_or(|ir| {
+        let ir = ir.trim();
+        if ir.starts_with('"') {
+            !ir.starts_with("W/") && none_match(ir, &entry.etag, suffix)
+        } else {
+            ir == entry.last_modified_http
+        }
+    });
+    if let Some(range) = req
+        .range
+        .filter(|_| range_applies)
+        .and_then(|h| byte_range(h, len))
+    {
+        return match range {
+            Ok(r) => Response {
+                status: 206,
+                length: Some(r.len()),
+                content_range: Some((r.start, r.end - 1, len)),
+                body: Body::Shared(data.clone(), r),
+                ..base
+            },
+            Err(()) => Response {
+                unsatisfied_range: Some(len),
+                ..Response::short(416)
+            },
+        };
+    }
+    Response {
+        length: Some(len),
+        body: Body::Shared(data.clone(), 0..len),
+        ..base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(byte_range("bytes=0-9", 100), Some(Ok(0..10)));
+        assert_eq!(byte_range("bytes=90-", 100), Some(Ok(90..100)));
+        assert_eq!(byte_range("bytes=-10", 100), Some(Ok(90..100)));
+        assert_eq!(byte_range("bytes=-1000", 100), Some(Ok(0..100)));
+        assert_eq!(byte_range("bytes=50-1000", 100), Some(Ok(50..100)));
+        assert_eq!(byte_range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(byte_range("bytes=-0", 100), Some(Err(())));
+        assert_eq!(byte_range("bytes=9-0", 100), None);
+        assert_eq!(byte_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(byte_range("items=0-1", 100), None);
+        assert_eq!(byte_range("bytes=a-b", 100), None);
+    }
+
+    #[test]
+    fn etag_matching_is_weak_and_knows_encodings() {
+        assert!(none_match("\"abc\"", "\"abc\"", None));
+        assert!(none_match("W/\"abc\", \"x\"", "\"abc\"", None));
+        assert!(none_match("*", "\"abc\"", None));
+        assert!(!none_match("\"abd\"", "\"abc\"", None));
+        assert!(none_match("\"abc-gz\"", "\"abc\"", Some("-gz")));
+        assert!(!none_match("\"abc\"", "\"abc\"", Some("-gz")));
+    }
+
+    #[test]
+    fn modified_since_compares_seconds() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let same = httpdate::fmt_http_date(t);
+        assert!(not_modified_since(
+            &same,
+            t + std::time::Duration::from_millis(300)
+        ));
+        let earlier = httpdate::fmt_http_date(t - std::time::Duration::from_secs(1));
+        assert!(!not_modified_since(&earlier, t));
+        assert!(!not_modified_since("yesterday", t));
+    }
+
+    #[test]
+    fn heads_are_well_formed() {
+        let r = Response {
+            allow: true,
+            close: true,
+            ..Response::short(405)
+        };
+        let mut out = Vec::new();
+        r.write_head("Thu, 01 Jan 1970 00:00:00 GMT", &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+        assert!(text.contains("\r\nAllow: GET, HEAD\r\n"));
+        assert!(text.contains("\r\nContent-Length: 23\r\n"));
+        assert!(text.contains("\r\nConnection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\n"));
+        // Every line ends in CRLF, and there is no bare LF.
+        assert_eq!(text.matches('\n').count(), text.matches("\r\n").count());
+    }
+
+    #[test]
+    fn encodings_by_preference_and_q() {
+        let entry = Entry {
+            body: Arc::from(&b"plain"[..]),
+            content_type: "text/plain; charset=utf-8",
+            etag: "\"5-1\"".into(),
+            last_modified: SystemTime::UNIX_EPOCH,
+            last_modified_http: httpdate::fmt_http_date(SystemTime::UNIX_EPOCH),
+            gzip: Some(Arc::from(&b"gz"[..])),
+            brotli: Some(Arc::from(&b"br"[..])),
+        };
+        assert_eq!(
+            pick_encoding(Some("gzip, br"), &entry).map(|e| e.0),
+            Some("br")
+        );
+        assert_eq!(
+            pick_encoding(Some("gzip"), &entry).map(|e| e.0),
+            Some("gzip")
+        );
+        assert_eq!(
+            pick_encoding(Some("br;q=0, gzip"), &entry).map(|e| e.0),
+            Some("gzip")
+        );
+        assert_eq!(pick_encoding(Some("identity"), &entry).map(|e| e.0), None);
+        assert_eq!(pick_encoding(None, &entry).map(|e| e.0), None);
+    }
+}

@@ -1,0 +1,434 @@
+//! The HTTP/1.1 server as an application of the stack's per-core event API:
+//! one instance per core, on the core's own thread, beside TCP; no handoff
+//! to other threads and no locks.
+//!
+//! Per connection: received bytes are gathered into a head buffer (bounded
+//! by the head limit; what does not fit stays in TCP's receive buffer, so
+//! flow control holds back a client that pipelines too much), parsed
+//! incrementally, and answered strictly in order (RFC 9112 §9.3.2): the
+//! next request is parsed only once the previous response is entirely in
+//! the send buffer. Bodies of cached files are copied from the shared
+//! cache straight into the send buffer as room opens up. Head buffers come
+//! from a per-core pool, so a request costs no allocation.
+//!
+//! Timeouts, as nginx has them: a client that opened a connection or
+//! started a request has `header_timeout` to finish the head (then 408 and
+//! close); an idle keep-alive connection is closed after `idle_timeout`.
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use bypass_stack::{
+    api::events::{Conn, Core, Handler},
+    tcp::connection::Error,
+    time::Instant,
+};
+
+use crate::{
+    request::{self, Limits, Parsed},
+    response::{self, Body, DateCache, Response},
+    site::Site,
+};
+
+/// Settings shared by every core.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub ports: Vec<u16>,
+    pub limits: Limits,
+    /// Connections the server serves at once, all cores together; beyond
+    /// it a new connection is answered 503 and closed.
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// What a core counted, for the exit report and the stats line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpCounters {
+    pub accepted: u64,
+    pub refused: u64,
+    pub requests: u64,
+    /// Responses by status class: 1xx..5xx at index 1..5.
+    pub by_class: [u64; 6],
+    pub body_bytes: u64,
+    pub timeouts: u64,
+    pub resets: u64,
+}
+
+impl HttpCounters {
+    pub fn accumulate(&mut self, o: &HttpCounters) {
+        self.accepted += o.accepted;
+        self.refused += o.refused;
+        self.requests += o.requests;
+        for (a, b) in self.by_class.iter_mut().zip(o.by_class) {
+            *a += b;
+        }
+        self.body_bytes += o.body_bytes;
+        self.timeouts += o.timeouts;
+        self.resets += o.resets;
+    }
+}
+
+impl std::fmt::Display for HttpCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "http_accepted={} http_refused={} http_requests={} http_2xx={} http_3xx={} http_4xx={} http_5xx={} http_body_bytes={} http_timeouts={} http_resets={}",
+            self.accepted,
+            self.refused,
+            self.requests,
+            self.by_class[2],
+            self.by_class[3],
+            self.by_class[4],
+            self.by_class[5],
+            self.body_bytes,
+            self.timeouts,
+            self.resets
+        )
+    }
+}
+
+/// Where a connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for (the rest of) a request head.
+    Reading,
+    /// Our last response is queued and our FIN follows; incoming bytes are
+    /// read and dropped until the peer closes (a lingering close, so a
+    /// client still sending does not get a RST that could destroy the
+    /// response in its receive buffer).
+    Closing,
+}
+
+/// One connection's state.
+pub struct HttpConn {
+    head: Vec<u8>,
+    /// Body bytes of the current request still to skip.
+    discard: u64,
+    /// The response body being queued, and how much of it is queued.
+    body: Option<(Body, usize)>,
+    /// Close once the current response is queued.
+    close_after: bool,
+    phase: Phase,
+    /// When the current wait (head or idle) started.
+    since: Instant,
+    /// Whether part of a head has arrived (header timeout) or not (idle).
+    mid_request: bool,
+}
+
+/// The per-core server.
+pub struct HttpServer {
+    site: Arc<Site>,
+    config: Arc<HttpConfig>,
+    /// Connections open on every core (touched on accept and close only).
+    open: Arc<AtomicUsize>,
+    /// Where the counters go when the core stops.
+    report: Arc<Mutex<HttpCounters>>,
+    date: DateCache,
+    /// Reusable response head.
+    scratch: Vec<u8>,
+    /// Head buffers of closed connections.
+    pool: Vec<Vec<u8>>,
+    live: usize,
+    pub counters: HttpCounters,
+    /// When timeouts were last swept.
+    swept: Instant,
+    /// Stop accepting and close after the current responses.
+    stopping: bool,
+}
+
+/// Room a response head needs at most in the send buffer before a request
+/// is answered.
+const HEAD_ROOM: usize = 1024;
+/// Head buffers kept for reuse per core.
+const POOL: usize = 1024;
+
+impl HttpServer {
+    pub fn new(
+        site: Arc<Site>,
+        config: Arc<HttpConfig>,
+        open: Arc<AtomicUsize>,
+        report: Arc<Mutex<HttpCounters>>,
+    ) -> Self {
+        HttpServer {
+            site,
+            config,
+            open,
+            report,
+            date: DateCache::new(),
+            scratch: Vec::with_capacity(HEAD_ROOM),
+            pool: Vec::new(),
+            live: 0,
+            counters: HttpCounters::default(),
+            swept: Instant::ZERO,
+            stopping: false,
+        }
+    }
+
+    /// Queues a response's head and as much of its body as fits.
+    fn start_response(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>, r: Response<'_>) {
+        self.counters.by_class[usize::from(r.status / 100).min(5)] += 1;
+        r.write_head(self.date.get(), &mut self.scratch);
+        // The caller checked for HEAD_ROOM; a head never exceeds it.
+        let _ = conn.send(&self.scratch);
+        if r.close {
+            state.close_after = true;
+        }
+        if r.send_body && r.body.len() > 0 {
+            state.body = Some((r.body, 0));
+        }
+        self.pump_body(state, conn);
+    }
+
+    /// Moves the current body into the send buffer; once it is all there,
+    /// closes if asked to.
+    fn pump_body(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
+        if let Some((body, at)) = state.body.as_mut() {
+            loop {
+                let rest = body.from(*at);
+                if rest.is_empty() {
+                    break;
+                }
+                match conn.send(rest) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        *at += n;
+                        self.counters.body_bytes += n as u64;
+                    }
+                }
+            }
+            state.body = None;
+        }
+        if state.close_after && state.phase != Phase::Closing {
+            state.phase = Phase::Closing;
+            let _ = conn.shutdown_write();
+        }
+    }
+
+    /// Reads and answers requests while the previous answer is fully
+    /// queued and there is room for the next head.
+    fn serve(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
+        loop {
+            if state.phase == Phase::Closing {
+                // Drain and drop: the peer's FIN ends it.
+                let (a, b) = conn.readable();
+                let n = a.len() + b.len();
+                conn.consume(n);
+                return;
+            }
+            if state.body.is_some() || conn.send_capacity() < HEAD_ROOM {
+                return; // `writable` comes back here
+            }
+            // Skip the body of the previous request.
+            while state.discard > 0 {
+                let (a, _) = conn.readable();
+                let n = (a.len() as u64).min(state.discard) as usize;
+                if n == 0 {
+                    return;
+                }
+                conn.consume(n);
+                state.discard -= n as u64;
+            }
+            // Gather what fits of the next head.
+            let cap = self.config.limits.head_bytes + 1;
+            loop {
+                let room = cap.saturating_sub(state.head.len());
+                let (a, _) = conn.readable();
+                let n = a.len().min(room);
+                if n == 0 {
+                    break;
+                }
+                state.head.extend_from_slice(&a[..n]);
+                conn.consume(n);
+            }
+            if state.head.is_empty() {
+                return;
+            }
+            if !state.mid_request {
+                state.mid_request = true;
+                state.since = conn.now();
+            }
+            match request::parse(&state.head, &self.config.limits) {
+                Parsed::Partial => return,
+                Parsed::Reject(r) => {
+                    self.counters.requests += 1;
+                    state.head.clear();
+                    self.start_response(state, conn, Response::rejected(r));
+                    return;
+                }
+                Parsed::Complete(req, used) => {
+                    self.counters.requests += 1;
+                    tracing::debug!(
+                        peer = %conn.peer(),
+                        method = req.method_token,
+                        target = req.target,
+                        version = ?req.version,
+                        "request"
+                    );
+                    let body_len = req.body_len;
+                    // The response borrows the site, not the request, so
+                    // the head buffer is free to move on.
+                    let site = self.site.clone();
+                    let mut r = response::respond(&req, &site);
+                    if self.stopping {
+                        r.close = true;
+                    }
+                    // The request is done with; its body may already be in
+                    // the head buffer.
+                    state.head.drain(..used);
+                    let buffered = (state.head.len() as u64).min(body_len);
+                    state.head.drain(..buffered as usize);
+                    state.discard = body_len - buffered;
+                    state.mid_request = !state.head.is_empty();
+                    state.since = conn.now();
+                    self.start_response(state, conn, r);
+                }
+            }
+        }
+    }
+
+    /// Closes connections past their header or idle timeout.
+    fn sweep(&mut self, core: &mut Core<'_, HttpConn>) {
+        let now = core.now();
+        if now.saturating_duration_since(self.swept) < Duration::from_secs(1) {
+            return;
+        }
+        self.swept = now;
+        let (header, idle) = (self.config.header_timeout, self.config.idle_timeout);
+        let (mut timed_out, mut answered) = (0, 0);
+        let date = self.date.get().to_owned();
+        let scratch = &mut self.scratch;
+        core.for_each(|state, conn| {
+            if state.phase == Phase::Closing || state.body.is_some() {
+                return;
+            }
+            let waited = now.saturating_duration_since(state.since);
+            if state.mid_request && waited >= header {
+                // RFC 9110 §15.5.9: 408, then close.
+                timed_out += 1;
+                let r = Response {
+                    close: true,
+                    ..Response::short(408)
+                };
+                r.write_head(&date, scratch);
+                let _ = conn.send(scratch);
+                if let Body::Static(b) = r.body {
+                    let _ = conn.send(b);
+                }
+                state.phase = Phase::Closing;
+                let _ = conn.shutdown_write();
+                answered += 1;
+            } else if !state.mid_request && waited >= idle {
+                timed_out += 1;
+                state.phase = Phase::Closing;
+                let _ = conn.shutdown_write();
+            }
+        });
+        self.counters.timeouts += timed_out;
+        self.counters.by_class[4] += answered;
+    }
+}
+
+impl Handler for HttpServer {
+    type Conn = HttpConn;
+
+    fn start(&mut self, core: &mut Core<'_, HttpConn>) {
+        for &port in &self.config.ports {
+            if let Err(e) = core.listen(port) {
+                tracing::error!("cannot listen on port {port}: {e}");
+            }
+        }
+        self.swept = core.now();
+    }
+
+    fn accepted(&mut self, conn: &mut Conn<'_>) -> HttpConn {
+        conn.set_nagle(false);
+        let mut state = HttpConn {
+            head: self.pool.pop().unwrap_or_default(),
+            discard: 0,
+            body: None,
+            close_after: false,
+            phase: Phase::Reading,
+            since: conn.now(),
+            mid_request: false,
+        };
+        state.head.clear();
+        self.live += 1;
+        if self.open.fetch_add(1, Ordering::Relaxed) >= self.config.max_connections {
+            // Over the limit: a clean 503 rather than a silent drop.
+            self.counters.refused += 1;
+            let r = Response {
+                close: true,
+                retry_after: true,
+                ..Response::short(503)
+            };
+            self.start_response(&mut state, conn, r);
+        } else {
+            self.counters.accepted += 1;
+        }
+        state
+    }
+
+    fn readable(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
+        self.serve(state, conn);
+    }
+
+    fn writable(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
+        self.pump_body(state, conn);
+        self.serve(state, conn);
+    }
+
+    fn peer_closed(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
+        // Answer what was fully received, then close our side too.
+        self.serve(state, conn);
+        state.close_after = true;
+        if state.body.is_none() && state.phase != Phase::Closing {
+            state.phase = Phase::Closing;
+            let _ = conn.shutdown_write();
+        }
+    }
+
+    fn closed(&mut self, state: HttpConn, why: Option<Error>) {
+        self.live = self.live.saturating_sub(1);
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        if why.is_some() {
+            self.counters.resets += 1;
+        }
+        if self.pool.len() < POOL {
+            self.pool.push(state.head);
+        }
+    }
+
+    fn poll(&mut self, core: &mut Core<'_, HttpConn>) {
+        self.sweep(core);
+    }
+
+    fn shutdown(&mut self, core: &mut Core<'_, HttpConn>) {
+        // Stop accepting; idle connections close now, busy ones after
+        // their current response (the runtime's grace period bounds it).
+        self.stopping = true;
+        core.unlisten_all();
+        core.for_each(|state, conn| {
+            if state.body.is_none() && !state.mid_request && state.phase != Phase::Closing {
+                state.phase = Phase::Closing;
+                let _ = conn.shutdown_write();
+            } else {
+                state.close_after = true;
+            }
+        });
+    }
+}
+
+impl Drop for HttpServer {
+    /// Hands the core's counters to the exit report.
+    fn drop(&mut self) {
+        if let Ok(mut total) = self.report.lock() {
+            total.accumulate(&self.counters);
+        }
+    }
+}

@@ -1,0 +1,836 @@
+//! The website being served: every file under `--root`, read into memory
+//! once, and the mapping from a request target to what to answer.
+//!
+//! Safety rests on one rule: `lookup` never touches the filesystem. It only
+//! consults maps built by `load`, and `load` only admits files whose canonical
+//! path lies inside the canonical root. So no spelling of a target (dot
+//! segments, escapes, symlinks swapped in later) can reach outside the root;
+//! the target checks below reject ambiguous spellings early on top of that.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+
+/// How deep `load` descends; stops runaway trees made of symlinked directories.
+const MAX_DEPTH: usize = 64;
+
+/// The cached site. Keys are normalized paths without the leading '/'
+/// ("a/b.html"); the root directory is "".
+pub struct Site {
+    files: HashMap<String, Entry>,
+    dirs: HashSet<String>,
+    total_bytes: u64,
+}
+
+/// One cached file, ready to serve.
+pub struct Entry {
+    pub body: Arc<[u8]>,
+    /// e.g. "text/html; charset=utf-8"
+    pub content_type: &'static str,
+    /// A strong validator, quoted, e.g. "\"1f4-18c2a3b4c5d\"": length in hex,
+    /// then mtime in nanoseconds since the epoch in hex; RFC 9110 §8.8.3.
+    /// It names the identity representation only: a server sending `gzip` or
+    /// `brotli` must derive a different tag for those (§8.8.3 requires strong
+    /// tags to differ across content codings).
+    pub etag: String,
+    /// The file's mtime, truncated to whole seconds (the precision of
+    /// HTTP-date, so it compares directly with a parsed If-Modified-Since,
+    /// RFC 9110 §13.1.3) and clamped to [epoch, load time] (§8.8.2.1: never
+    /// in the future).
+    pub last_modified: SystemTime,
+    /// `last_modified` as an IMF-fixdate (httpdate::fmt_http_date), preformatted.
+    pub last_modified_http: String,
+    /// Pre-compressed siblings found beside the file (`name.gz`, `name.br`), if any.
+    pub gzip: Option<Arc<[u8]>>,
+    pub brotli: Option<Arc<[u8]>>,
+}
+
+impl fmt::Debug for Entry {
+    // Bodies can be megabytes: show sizes, not bytes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("len", &self.body.len())
+            .field("content_type", &self.content_type)
+            .field("etag", &self.etag)
+            .field("last_modified_http", &self.last_modified_http)
+            .field("gzip_len", &self.gzip.as_ref().map(|b| b.len()))
+            .field("brotli_len", &self.brotli.as_ref().map(|b| b.len()))
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    File(&'a Entry),
+    /// The target names a directory without its trailing slash: redirect here
+    /// (the path with '/' appended, query kept), RFC 9110 §15.4.2 (301).
+    Redirect(String),
+    NotFound,
+    /// Not a valid origin-form target, or one that tries to leave the root.
+    BadRequest,
+}
+
+impl Site {
+    /// Loads every regular file under `root` recursively. Symlinks are
+    /// followed only when their canonical target stays inside the canonical
+    /// root (otherwise skipped, with a tracing::warn). Files larger than
+    /// `max_file` bytes are skipped with a warning (large-file streaming comes later).
+    /// Hidden files are served like any other. Errors: root missing / not a
+    /// directory → Err with a clear message naming the path. Unreadable
+    /// entries below the root are skipped with a warning rather than failing
+    /// the whole start-up.
+    pub fn load(root: &Path, max_file: u64) -> anyhow::Result<Site> {
+        let canonical_root = fs::canonicalize(root)
+            .with_context(|| format!("site root {}: cannot open", root.display()))?;
+        if !canonical_root.is_dir() {
+            bail!("site root {} is not a directory", root.display());
+        }
+        // Read the root eagerly so an unreadable root fails start-up instead
+        // of yielding an empty site.
+        fs::read_dir(&canonical_root)
+            .with_context(|| format!("site root {}: cannot list", root.display()))?;
+
+        let mut loader = Loader {
+            root: canonical_root.clone(),
+            max_file,
+            // One clock reading for the whole load keeps clamping consistent.
+            now: SystemTime::now(),
+            site: Site {
+                files: HashMap::new(),
+                dirs: HashSet::new(),
+                total_bytes: 0,
+            },
+        };
+        loader.walk(canonical_root);
+        let mut site = loader.site;
+        site.attach_precompressed();
+        Ok(site)
+    }
+
+    /// Number of files and total bytes cached (for the start-up log line).
+    /// Each file counts once, including `.gz`/`.br` siblings (their bytes are
+    /// shared with the entry they are attached to, not copied).
+    pub fn stats(&self) -> (usize, u64) {
+        (self.files.len(), self.total_bytes)
+    }
+
+    /// What to serve for a request target (origin-form, as on the request
+    /// line: path plus optional `?query`, RFC 9112 §3.2.1).
+    pub fn lookup(&self, target: &str) -> Lookup<'_> {
+        // Origin-form starts with '/'. Controls and spaces never belong in a
+        // request-target (RFC 3986 §2, RFC 9112 §3.2); rejecting them here
+        // also keeps them out of any Location we build from the query.
+        if !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Lookup::BadRequest;
+        }
+        // The fragment is never sent (RFC 9110 §7.1) but is dropped if it is.
+        let target = target.split_once('#').map_or(target, |(before, _)| before);
+        let (raw_path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        let Some(decoded) = percent_decode(raw_path) else {
+            return Lookup::BadRequest;
+        };
+        let Some(resolved) = resolve(&decoded) else {
+            return Lookup::BadRequest;
+        };
+
+        if let Some(entry) = self.files.get(&resolved.key) {
+            // "/file.html/" names a directory that does not exist.
+            return if resolved.wants_dir {
+                Lookup::NotFound
+            } else {
+                Lookup::File(entry)
+            };
+        }
+        if !self.dirs.contains(&resolved.key) {
+            return Lookup::NotFound;
+        }
+        if resolved.wants_dir {
+            let index = if resolved.key.is_empty() {
+                "index.html".to_owned()
+            } else {
+                format!("{}/index.html", resolved.key)
+            };
+            return self
+                .files
+                .get(&index)
+                .map_or(Lookup::NotFound, Lookup::File);
+        }
+        Lookup::Redirect(redirect_location(&resolved.key, query))
+    }
+
+    /// Gives each entry the bytes of its `name.gz` / `name.br` neighbour, so
+    /// the server can answer Accept-Encoding (RFC 9110 §12.5.3) without
+    /// compressing at request time.
+    fn attach_precompressed(&mut self) {
+        let keys: Vec<String> = self.files.keys().cloned().collect();
+        for key in keys {
+            let gzip = self.body_of(&format!("{key}.gz"));
+            let brotli = self.body_of(&format!("{key}.br"));
+            if let Some(entry) = self.files.get_mut(&key) {
+                entry.gzip = gzip;
+                entry.brotli = brotli;
+            }
+        }
+    }
+
+    fn body_of(&self, key: &str) -> Option<Arc<[u8]>> {
+        self.files.get(key).map(|entry| Arc::clone(&entry.body))
+    }
+}
+
+/// The state of one `Site::load` walk.
+struct Loader {
+    /// Canonical; every admitted path must lie under it.
+    root: PathBuf,
+    max_file: u64,
+    now: SystemTime,
+    site: Site,
+}
+
+/// A directory still to read: its canonical path, its key, and the canonical
+/// paths of the directories above it (to refuse symlink cycles).
+struct PendingDir {
+    path: PathBuf,
+    key: String,
+    ancestors: Vec<PathBuf>,
+}
+
+impl Loader {
+    fn walk(&mut self, root: PathBuf) {
+        let mut pending = vec![PendingDir {
+            path: root,
+            key: String::new(),
+            ancestors: Vec::new(),
+        }];
+        while let Some(dir) = pending.pop() {
+            self.site.dirs.insert(dir.key.clone());
+            let listing = match fs::read_dir(&dir.path) {
+                Ok(listing) => listing,
+                Err(e) => {
+                    tracing::warn!(dir = %dir.path.display(), error = %e, "skipping unreadable directory");
+                    continue;
+                }
+            };
+            for item in listing {
+                let item = match item {
+                    Ok(item) => item,
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.path.display(), error = %e, "skipping unreadable directory entry");
+                        continue;
+                    }
+                };
+                let path = item.path();
+                // A name that is not UTF-8 could never be requested: targets
+                // must decode to UTF-8.
+                let Ok(name) = item.file_name().into_string() else {
+                    tracing::warn!(path = %path.display(), "skipping file with a non-UTF-8 name");
+                    continue;
+                };
+                let key = if dir.key.is_empty() {
+                    name
+                } else {
+                    format!("{}/{name}", dir.key)
+                };
+                let Some((real_path, metadata)) = self.admit(&path) else {
+                    continue;
+                };
+                if metadata.is_dir() {
+                    if dir.ancestors.contains(&real_path) || real_path == dir.path {
+                        tracing::warn!(path = %path.display(), "skipping symlink that loops back to a parent directory");
+                    } else if dir.ancestors.len() >= MAX_DEPTH {
+                        tracing::warn!(path = %path.display(), "skipping directory nested deeper than {MAX_DEPTH} levels");
+                    } else {
+                        let mut ancestors = dir.ancestors.clone();
+                        ancestors.push(dir.path.clone());
+                        pending.push(PendingDir {
+                            path: real_path,
+                            key,
+                            ancestors,
+                        });
+                    }
+                } else if metadata.is_file() {
+                    self.load_file(&real_path, key);
+                }
+                // FIFOs, sockets and devices are not content; ignore them.
+            }
+        }
+    }
+
+    /// The path to read for `path` and its (followed) metadata, or None if
+    /// it must not be served. Directories reached without symlinks are
+    /// already canonical, so only symlinks need resolving and checking.
+    fn admit(&self, path: &Path) -> Option<(PathBuf, fs::Metadata)> {
+        let own = match fs::symlink_metadata(path) {
+            Ok(own) => own,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "skipping unreadable entry");
+                return None;
+            }
+        };
+        if !own.file_type().is_symlink() {
+            return Some((path.to_path_buf(), own));
+        }
+        let target = match fs::canonicalize(path) {
+            Ok(target) => target,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "skipping broken symlink");
+                return None;
+            }
+        };
+        // Component-wise, so "/srv/site2" is not inside "/srv/site".
+        if !target.starts_with(&self.root) {
+            tracing::warn!(path = %path.display(), target = %target.display(), "skipping symlink that leaves the site root");
+            return None;
+        }
+        match fs::metadata(&target) {
+            Ok(metadata) => Some((target, metadata)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "skipping unreadable symlink target");
+                None
+            }
+        }
+    }
+
+    fn load_file(&mut self, path: &Path, key: String) {
+        let read = || -> std::io::Result<Option<(Vec<u8>, fs::Metadata)>> {
+            let mut file = fs::File::open(path)?;
+            // Metadata from the open handle describes exactly the bytes read.
+            let metadata = file.metadata()?;
+            if !metadata.is_file() || metadata.len() > self.max_file {
+                return Ok(None);
+            }
+            let mut body = Vec::with_capacity(metadata.len() as usize);
+            // The file may grow while being read; never hold more than the cap.
+            file.by_ref()
+                .take(self.max_file + 1)
+                .read_to_end(&mut body)?;
+            if body.len() as u64 > self.max_file {
+                return Ok(None);
+            }
+            Ok(Some((body, metadata)))
+        };
+        let (body, metadata) = match read() {
+            Ok(Some(loaded)) => loaded,
+            Ok(None) => {
+                tracing::warn!(path = %path.display(), max_file = self.max_file, "skipping file larger than the in-memory limit (or not a regular file)");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "skipping unreadable file");
+                return;
+            }
+        };
+        let mtime = metadata.modified().unwrap_or(self.now);
+        let last_modified = http_date_clamp(mtime, self.now);
+        let mtime_nanos = mtime
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        let entry = Entry {
+            etag: format!("\"{:x}-{mtime_nanos:x}\"", body.len()),
+            content_type: content_type(&key),
+            last_modified,
+            last_modified_http: httpdate::fmt_http_date(last_modified),
+            body: body.into(),
+            gzip: None,
+            brotli: None,
+        };
+        self.site.total_bytes += entry.body.len() as u64;
+        self.site.files.insert(key, entry);
+    }
+}
+
+/// Whole seconds within [epoch, now]: what HTTP-date can express (and
+/// httpdate panics before the epoch).
+fn http_date_clamp(mtime: SystemTime, now: SystemTime) -> SystemTime {
+    let capped = mtime.min(now);
+    let secs = capped.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Percent-decodes a path (RFC 3986 §2.1). None for anything that could make
+/// one name mean two things: malformed escapes, NUL (raw or encoded), an
+/// encoded '/' or '\' (a separator smuggled inside a segment, §7.3), a raw
+/// '\' (a separator on some systems), or bytes that are not UTF-8.
+fn percent_decode(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let high = hex_value(*bytes.get(i + 1)?)?;
+                let low = hex_value(*bytes.get(i + 2)?)?;
+                let byte = (high << 4) | low;
+                if matches!(byte, 0 | b'/' | b'\\') {
+                    return None;
+                }
+                out.push(byte);
+                i += 3;
+            }
+            0 | b'\\' => return None,
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// A decoded path with dot segments removed (RFC 3986 §5.2.4).
+struct Resolved {
+    /// Segments joined by '/', no leading '/'; "" is the root.
+    key: String,
+    /// The path ended in '/', "." or "..": it names a directory.
+    wants_dir: bool,
+}
+
+/// Removes empty and dot segments. None when ".." would climb above the root
+/// (RFC 3986 would clamp it silently; a client sending it is broken or probing).
+fn resolve(decoded: &str) -> Option<Resolved> {
+    let mut segments: Vec<&str> = Vec::new();
+    let mut wants_dir = true;
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => wants_dir = true,
+            ".." => {
+                segments.pop()?;
+                wants_dir = true;
+            }
+            name => {
+                segments.push(name);
+                wants_dir = false;
+            }
+        }
+    }
+    Some(Resolved {
+        key: segments.join("/"),
+        wants_dir,
+    })
+}
+
+/// The Location for a directory named without its trailing slash. Built from
+/// the normalized path, re-encoded, rather than echoing the request: echoing
+/// "//evil.example" would send browsers to another host (a network-path
+/// reference, RFC 3986 §4.2). The query is kept as sent, with non-ASCII bytes
+/// percent-encoded so the header stays ASCII.
+fn redirect_location(key: &str, query: Option<&str>) -> String {
+    let mut location = String::with_capacity(key.len() + 2);
+    for segment in key.split('/') {
+        location.push('/');
+        for &byte in segment.as_bytes() {
+            if is_pchar(byte) {
+                location.push(char::from(byte));
+            } else {
+                push_escaped(&mut location, byte);
+            }
+        }
+    }
+    location.push('/');
+    if let Some(query) = query {
+        location.push('?');
+        for &byte in query.as_bytes() {
+            if byte.is_ascii() {
+                location.push(char::from(byte));
+            } else {
+                push_escaped(&mut location, byte);
+            }
+        }
+    }
+    location
+}
+
+/// RFC 3986 §3.3 pchar, less '%' (a literal '%' in a decoded name must be
+/// re-escaped).
+fn is_pchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&byte)
+}
+
+fn push_escaped(out: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(char::from(HEX[usize::from(byte >> 4)]));
+    out.push(char::from(HEX[usize::from(byte & 0xf)]));
+}
+
+/// The media type for a file name, by extension (case-insensitive). Names
+/// like ".htaccess" have no extension. Text types carry charset=utf-8 so
+/// browsers do not sniff (RFC 9110 §8.3).
+fn content_type(key: &str) -> &'static str {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let extension = match name.rsplit_once('.') {
+        Some((stem, extension)) if !stem.is_empty() => extension.to_ascii_lowercase(),
+        _ => return "application/octet-stream",
+    };
+    match extension.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" | "map" => "application/json",
+        "txt" => "text/plain; charset=utf-8",
+        "xml" => "application/xml",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "ico" => "image/vnd.microsoft.icon",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "ttf" => "font/ttf",
+        "otf" => "font/otf",
+        "pdf" => "application/pdf",
+        "wasm" => "application/wasm",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "gz" => "application/gzip",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("bypass-site-test-{}-{n}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+
+        fn write(&self, relative: &str, contents: &[u8]) -> PathBuf {
+            let path = self.0.join(relative);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, contents).unwrap();
+            path
+        }
+
+        fn site(&self) -> Site {
+            Site::load(&self.0, 1 << 20).unwrap()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[track_caller]
+    fn body<'a>(site: &'a Site, target: &str) -> &'a [u8] {
+        match site.lookup(target) {
+            Lookup::File(entry) => &entry.body,
+            other => panic!("{target}: expected a file, got {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn entry<'a>(site: &'a Site, target: &str) -> &'a Entry {
+        match site.lookup(target) {
+            Lookup::File(entry) => entry,
+            other => panic!("{target}: expected a file, got {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn assert_not_found(site: &Site, target: &str) {
+        assert!(
+            matches!(site.lookup(target), Lookup::NotFound),
+            "{target}: {:?}",
+            site.lookup(target)
+        );
+    }
+
+    #[track_caller]
+    fn assert_bad_request(site: &Site, target: &str) {
+        assert!(
+            matches!(site.lookup(target), Lookup::BadRequest),
+            "{target}: {:?}",
+            site.lookup(target)
+        );
+    }
+
+    #[track_caller]
+    fn assert_redirect(site: &Site, target: &str, location: &str) {
+        match site.lookup(target) {
+            Lookup::Redirect(got) => assert_eq!(got, location, "{target}"),
+            other => panic!("{target}: expected a redirect, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn serves_files_with_bytes_and_content_type() {
+        let dir = TempDir::new();
+        dir.write("style.css", b"body{}");
+        dir.write("a/b/deep.JSON", b"{}");
+        dir.write(".hidden", b"secret-ish");
+        let site = dir.site();
+        let css = entry(&site, "/style.css");
+        assert_eq!(&*css.body, b"body{}");
+        assert_eq!(css.content_type, "text/css; charset=utf-8");
+        let json = entry(&site, "/a/b/deep.JSON");
+        assert_eq!(&*json.body, b"{}");
+        assert_eq!(json.content_type, "application/json");
+        assert_eq!(
+            entry(&site, "/.hidden").content_type,
+            "application/octet-stream"
+        );
+        assert_eq!(site.stats(), (3, 6 + 2 + 10));
+    }
+
+    #[test]
+    fn directories_serve_index_or_redirect() {
+        let dir = TempDir::new();
+        dir.write("index.html", b"root index");
+        dir.write("docs/index.html", b"docs index");
+        fs::create_dir_all(dir.0.join("empty")).unwrap();
+        let site = dir.site();
+        assert_eq!(body(&site, "/"), b"root index");
+        assert_eq!(body(&site, "/docs/"), b"docs index");
+        assert_eq!(body(&site, "/docs/?q=1"), b"docs index");
+        assert_eq!(body(&site, "/docs/."), b"docs index");
+        assert_redirect(&site, "/docs", "/docs/");
+        assert_redirect(&site, "/docs?x=1", "/docs/?x=1");
+        assert_redirect(&site, "/empty", "/empty/");
+        assert_not_found(&site, "/empty/");
+        assert_not_found(&site, "/missing.html");
+        assert_not_found(&site, "/docs/missing");
+        assert_not_found(&site, "/docs/index.html/");
+        assert_not_found(&site, "/DOCS/index.html");
+    }
+
+    #[test]
+    fn redirect_never_points_off_site() {
+        let dir = TempDir::new();
+        dir.write("evil.example/index.html", b"x");
+        dir.write("a b/index.html", b"y");
+        let site = dir.site();
+        assert_redirect(&site, "//evil.example", "/evil.example/");
+        assert_redirect(&site, "/a%20b?q=%C3%A9", "/a%20b/?q=%C3%A9");
+        assert_redirect(&site, "/a%20b?q=é", "/a%20b/?q=%C3%A9");
+    }
+
+    #[test]
+    fn rejects_bad_and_escaping_targets() {
+        let dir = TempDir::new();
+        dir.write("a/b", b"ab");
+        dir.write("x", b"x");
+        let site = dir.site();
+        for target in [
+            "/../etc/passwd",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/%2E%2e/x",
+            "/a%2fb",
+            "/a%2Fb",
+            "/a%5cb",
+            "/a%00b",
+            "/a\0b",
+            "/a\\b",
+            "/%zz",
+            "/%",
+            "/%4",
+            "/%ff",
+            "/a b",
+            "/a\r\nb",
+            "relative",
+            "",
+            "*",
+            "http://host/x",
+        ] {
+            assert_bad_request(&site, target);
+        }
+    }
+
+    #[test]
+    fn normalizes_dot_segments_and_escapes() {
+        let dir = TempDir::new();
+        dir.write("a/b/c", b"abc");
+        dir.write("a/c", b"ac");
+        dir.write("hello world.txt", b"hi");
+        dir.write("caf\u{e9}.txt", b"coffee");
+        dir.write("100%.txt", b"all");
+        let site = dir.site();
+        assert_eq!(body(&site, "/a/./b//c"), b"abc");
+        assert_eq!(body(&site, "/a/b/../c"), b"ac");
+        assert_eq!(body(&site, "/a/%2e%2E/a/c"), b"ac");
+        assert_eq!(body(&site, "/hello%20world.txt"), b"hi");
+        assert_eq!(body(&site, "/caf%C3%A9.txt"), b"coffee");
+        assert_eq!(body(&site, "/100%25.txt?x#frag"), b"all");
+        assert_not_found(&site, "/hello+world.txt");
+    }
+
+    #[test]
+    fn symlinks_are_followed_only_inside_the_root() {
+        let outside = TempDir::new();
+        let secret = outside.write("secret.txt", b"secret");
+        let dir = TempDir::new();
+        dir.write("real/page.html", b"page");
+        std::os::unix::fs::symlink(dir.0.join("real/page.html"), dir.0.join("alias.html")).unwrap();
+        std::os::unix::fs::symlink(dir.0.join("real"), dir.0.join("linked")).unwrap();
+        std::os::unix::fs::symlink(&secret, dir.0.join("leak.txt")).unwrap();
+        std::os::unix::fs::symlink(&outside.0, dir.0.join("leakdir")).unwrap();
+        std::os::unix::fs::symlink(&dir.0, dir.0.join("real/loop")).unwrap();
+        std::os::unix::fs::symlink(dir.0.join("nowhere"), dir.0.join("dangling")).unwrap();
+        let site = dir.site();
+        assert_eq!(body(&site, "/alias.html"), b"page");
+        assert_eq!(body(&site, "/linked/page.html"), b"page");
+        assert_not_found(&site, "/leak.txt");
+        assert_not_found(&site, "/leakdir/secret.txt");
+        assert_not_found(&site, "/leakdir/");
+        assert_not_found(&site, "/real/loop/alias.html");
+        assert_not_found(&site, "/dangling");
+    }
+
+    #[test]
+    fn etag_tracks_length_and_mtime() {
+        let dir = TempDir::new();
+        let path = dir.write("f.txt", b"hello");
+        let time = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+        let first = dir.site();
+        let first = entry(&first, "/f.txt");
+        assert_eq!(
+            first.etag,
+            format!("\"5-{:x}\"", 1_700_000_000u128 * 1_000_000_000)
+        );
+        assert_eq!(first.last_modified, time);
+        assert_eq!(first.last_modified_http, "Tue, 14 Nov 2023 22:13:20 GMT");
+
+        fs::write(&path, b"hello!").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+        let longer = dir.site();
+        assert_ne!(entry(&longer, "/f.txt").etag, first.etag);
+
+        fs::write(&path, b"hello").unwrap();
+        let later = time + Duration::from_millis(1);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        let touched = dir.site();
+        assert_ne!(entry(&touched, "/f.txt").etag, first.etag);
+        // Sub-second changes do not show in Last-Modified.
+        assert_eq!(entry(&touched, "/f.txt").last_modified, time);
+    }
+
+    #[test]
+    fn future_mtime_is_clamped_to_now() {
+        let dir = TempDir::new();
+        let path = dir.write("f.txt", b"x");
+        let future = SystemTime::now() + Duration::from_secs(365 * 86_400);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(future)
+            .unwrap();
+        let site = dir.site();
+        assert!(entry(&site, "/f.txt").last_modified <= SystemTime::now());
+    }
+
+    #[test]
+    fn precompressed_siblings_are_attached_and_servable() {
+        let dir = TempDir::new();
+        dir.write("app.js", b"plain");
+        dir.write("app.js.gz", b"gzipped");
+        dir.write("app.js.br", b"brotli");
+        dir.write("only.css", b"css");
+        let site = dir.site();
+        let js = entry(&site, "/app.js");
+        assert_eq!(js.gzip.as_deref(), Some(&b"gzipped"[..]));
+        assert_eq!(js.brotli.as_deref(), Some(&b"brotli"[..]));
+        assert!(entry(&site, "/only.css").gzip.is_none());
+        assert!(entry(&site, "/only.css").brotli.is_none());
+        assert_eq!(entry(&site, "/app.js.gz").content_type, "application/gzip");
+        assert_eq!(
+            entry(&site, "/app.js.br").content_type,
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn files_over_the_limit_are_skipped() {
+        let dir = TempDir::new();
+        dir.write("small.bin", &[7; 10]);
+        dir.write("big.bin", &[7; 11]);
+        let site = Site::load(&dir.0, 10).unwrap();
+        assert_eq!(body(&site, "/small.bin").len(), 10);
+        assert_not_found(&site, "/big.bin");
+        assert_eq!(site.stats(), (1, 10));
+    }
+
+    #[test]
+    fn load_errors_name_the_root() {
+        let dir = TempDir::new();
+        let missing = dir.0.join("no-such-root");
+        let error = format!("{:#}", Site::load(&missing, 1024).err().unwrap());
+        assert!(error.contains(&missing.display().to_string()), "{error}");
+        let file = dir.write("plain-file", b"x");
+        let error = format!("{:#}", Site::load(&file, 1024).err().unwrap());
+        assert!(
+            error.contains("not a directory") && error.contains("plain-file"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn content_types_by_extension() {
+        for (name, expected) in [
+            ("a.HTML", "text/html; charset=utf-8"),
+            ("a.htm", "text/html; charset=utf-8"),
+            ("a.mjs", "text/javascript; charset=utf-8"),
+            ("a.js.map", "application/json"),
+            ("a.woff2", "font/woff2"),
+            ("a.ico", "image/vnd.microsoft.icon"),
+            ("a.wasm", "application/wasm"),
+            ("dir.d/noext", "application/octet-stream"),
+            (".gitignore", "application/octet-stream"),
+            ("a.unknown", "application/octet-stream"),
+        ] {
+            assert_eq!(content_type(name), expected, "{name}");
+        }
+    }
+}

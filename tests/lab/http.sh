@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Lab test for the HTTP/1.1 server: `bypass serve --root` in bpx-srv, real
+# clients in bpx-cli. curl for GET/HEAD, keep-alive, redirects, conditional
+# requests, ranges and encodings; raw sockets (http_peer.py) for pipelining,
+# a request split byte by byte, malformed and smuggling requests (exact
+# status codes) and traversal attempts; wrk for 256 connections with zero
+# socket errors; the connection limit answered 503; SIGTERM.
+source "$(dirname "$0")/lib.sh"
+
+PEER="$ROOT/tests/lab/http_peer.py"
+SITE="$ARTIFACTS/http-site"
+rm -rf "$SITE" && cp -r "$ROOT/www" "$SITE"
+# A pre-compressed sibling, a file with a space in its name, and a symlink
+# that leaves the root (must never be served).
+gzip -9 -k "$SITE/style.css"
+echo "spaced out" >"$SITE/hello world.txt"
+ln -sf /etc/passwd "$SITE/passwd"
+URL=http://10.99.0.1
+
+hpeer() { cli timeout 60 python3 "$PEER" "$@"; }
+# curl_code ARGS...: the status code curl got.
+curl_code() { cli curl -s -o /dev/null --max-time 10 -w '%{http_code}' "$@"; }
+
+echo "== http: curl against bypass serve (2 queues)"
+"$LAB" up --queues 2 >/dev/null
+LOG="$ARTIFACTS/http-serve.log"
+if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --root "$SITE"; then pass "server starts"; else fail "server starts" "$(cat "$LOG")"; fi
+check "start-up line names the site" grep -q "file(s)" "$LOG"
+
+body=$(cli curl -sS --max-time 10 -D "$ARTIFACTS/http-h1.txt" "$URL/" 2>&1)
+check "GET / : the demo page" grep -q "<h1>bypass</h1>" <<<"$body"
+check "  ... 200 with text/html and a Date" bash -c "grep -q '^HTTP/1.1 200 OK' '$ARTIFACTS/http-h1.txt' && grep -qi '^content-type: text/html; charset=utf-8' '$ARTIFACTS/http-h1.txt' && grep -qi '^date: ' '$ARTIFACTS/http-h1.txt'"
+check "GET /style.css is text/css" bash -c "'$LAB' exec cli curl -s -o /dev/null -w '%{content_type}' $URL/style.css | grep -q '^text/css'"
+cli curl -s --max-time 10 -o "$ARTIFACTS/http-png" "$URL/bypass.png"
+check "GET /bypass.png byte-exact" cmp "$ARTIFACTS/http-png" "$SITE/bypass.png"
+check "GET /hello%20world.txt (percent-encoded)" bash -c "'$LAB' exec cli curl -s $URL/hello%20world.txt | grep -q 'spaced out'"
+head_out=$(cli curl -sS --max-time 10 -I "$URL/" 2>&1)
+check "HEAD / : 200, the GET's Content-Length, no body" bash -c "grep -q '^HTTP/1.1 200' <<<'$head_out' && grep -qi '^content-length: $(stat -c %s "$SITE/index.html")' <<<'$head_out'"
+check "GET /about : 301 to /about/" bash -c "'$LAB' exec cli curl -s -D - -o /dev/null $URL/about | grep -qi '^location: /about/'"
+check "GET /about/ : its index.html" bash -c "'$LAB' exec cli curl -s $URL/about/ | grep -q 'About this demo'"
+check "GET /missing : 404" test "$(curl_code "$URL/missing")" = 404
+check "POST / : 405" test "$(curl_code -X POST -d x "$URL/")" = 405
+check "  ... with Allow: GET, HEAD" bash -c "'$LAB' exec cli curl -s -D - -o /dev/null -X DELETE $URL/ | grep -qi '^allow: GET, HEAD'"
+check "keep-alive: curl reuses one connection for two requests" bash -c "'$LAB' exec cli curl -sv -o /dev/null -o /dev/null $URL/ $URL/style.css 2>&1 | grep -q 'Re-using existing connection'"
+check "HTTP/1.0 without keep-alive: 200, then closed" bash -c "'$LAB' exec cli curl -s -0 -D - -o /dev/null $URL/ | grep -qi '^connection: close'"
+etag=$(grep -i '^etag:' "$ARTIFACTS/http-h1.txt" | cut -d' ' -f2 | tr -d '\r')
+lm=$(grep -i '^last-modified:' "$ARTIFACTS/http-h1.txt" | cut -d' ' -f2- | tr -d '\r')
+check "If-None-Match with the ETag: 304" test "$(curl_code -H "If-None-Match: $etag" "$URL/")" = 304
+check "If-None-Match with another ETag: 200" test "$(curl_code -H 'If-None-Match: "nope"' "$URL/")" = 200
+check "If-Modified-Since Last-Modified: 304" test "$(curl_code -H "If-Modified-Since: $lm" "$URL/")" = 304
+check "Range 0-9: 206 with 10 bytes" bash -c "[ \"\$('$LAB' exec cli curl -s -r 0-9 $URL/ | wc -c)\" = 10 ] && '$LAB' exec cli curl -s -r 0-9 -D - -o /dev/null $URL/ | grep -qi '^content-range: bytes 0-9/'"
+check "Range past the end: 416" test "$(curl_code -r 9999999- "$URL/")" = 416
+check "Accept-Encoding gzip: the .gz sibling, with Vary" bash -c "'$LAB' exec cli curl -s -D - -o /dev/null -H 'Accept-Encoding: gzip' $URL/style.css | tr -d '\r' | grep -qi '^content-encoding: gzip' && '$LAB' exec cli curl -s -D - -o /dev/null -H 'Accept-Encoding: gzip' $URL/style.css | grep -qi '^vary: accept-encoding'"
+check "  ... which curl --compressed decodes to the file" bash -c "'$LAB' exec cli curl -s --compressed $URL/style.css | cmp - '$SITE/style.css'"
+check "a symlink leaving the root is not served (404)" test "$(curl_code "$URL/passwd")" = 404
+
+echo "== http: raw sockets (pipelining, split requests, exact codes)"
+out=$(hpeer pipeline 50 2>&1); if [ $? = 0 ]; then pass "$out"; else fail "pipeline 50" "$out"; fi
+out=$(hpeer bytewise 2>&1); if [ $? = 0 ]; then pass "$out"; else fail "bytewise" "$out"; fi
+out=$(hpeer keepalive 100 2>&1); if [ $? = 0 ]; then pass "$out"; else fail "keepalive 100" "$out"; fi
+status_case() { # NAME CODE RAW
+  local out
+  if out=$(hpeer status "$2" "$3" 2>&1); then pass "$1: $out"; else fail "$1" "$out"; fi
+}
+status_case "traversal /../" 400 'GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n'
+status_case "traversal %2e%2e" 400 'GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n'
+status_case "encoded slash %2f" 400 'GET /about%2findex.html HTTP/1.1\r\nHost: x\r\n\r\n'
+status_case "encoded NUL" 400 'GET /index.html%00.css HTTP/1.1\r\nHost: x\r\n\r\n'
+status_case "no Host on HTTP/1.1" 400 'GET / HTTP/1.1\r\n\r\n'
+status_case "two Host fields" 400 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'
+status_case "Content-Length with Transfer-Encoding" 400 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'
+status_case "duplicate Content-Length" 400 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx'
+status_case "malformed Content-Length" 400 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\nx'
+status_case "bare LF" 400 'GET / HTTP/1.1\nHost: x\n\n'
+status_case "space before the colon" 400 'GET / HTTP/1.1\r\nHost : x\r\n\r\n'
+status_case "Transfer-Encoding chunked" 501 'GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'
+status_case "unknown method" 501 'BREW / HTTP/1.1\r\nHost: x\r\n\r\n'
+status_case "HTTP/2.0 request line" 505 'GET / HTTP/2.0\r\nHost: x\r\n\r\n'
+status_case "body too large" 413 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n'
+long=$(printf 'a%.0s' $(seq 1 9000))
+status_case "9000-byte target" 414 "GET /$long HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"
+many=$(for i in $(seq 1 120); do printf 'X-%d: y\\r\\n' "$i"; done)
+status_case "120 header fields" 431 "GET / HTTP/1.1\\r\\nHost: x\\r\\n${many}\\r\\n"
+status_case "a GET with a small body is served" 200 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello'
+
+echo "== http: load (wrk)"
+wrk_out=$(cli timeout 60 wrk -t 2 -c 256 -d 5s "$URL/" 2>&1)
+echo "$wrk_out" >"$ARTIFACTS/http-wrk.txt"
+reqs=$(grep -o '^ *[0-9]* requests in' <<<"$wrk_out" | grep -o '[0-9]*' | head -1)
+check "wrk -c 256 -d 5s: requests served (${reqs:-0})" test "${reqs:-0}" -gt 1000
+check "  ... with zero socket errors" bash -c "! grep -q 'Socket errors' <<<'$wrk_out'"
+check "  ... and no non-2xx responses" bash -c "! grep -q 'Non-2xx' <<<'$wrk_out'"
+stop_server
+check "SIGTERM: exit code 0" test "$SERVER_RC" = 0
+check "SIGTERM: XDP detached" no_xdp
+check "exit report counts the requests" grep -q "bypass: http: .*http_requests=[1-9]" "$LOG"
+
+echo "== http: the connection limit"
+LOG="$ARTIFACTS/http-limit.log"
+start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --root "$SITE" --max-connections 2 || fail "server starts (--max-connections 2)" "$(cat "$LOG")"
+limit_out=$(cli timeout 30 python3 - <<'PY' 2>&1
+import socket
+held = [socket.create_connection(("10.99.0.1", 80), timeout=10) for _ in range(2)]
+for s in held:
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert s.recv(12) == b"HTTP/1.1 200"
+third = socket.create_connection(("10.99.0.1", 80), timeout=10)
+third.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+data = b""
+while True:
+    b = third.recv(4096)
+    if not b:
+        break
+    data += b
+line = data.split(b"\r\n")[0].decode()
+print(line)
+assert line == "HTTP/1.1 503 Service Unavailable", line
+assert b"Retry-After: 1" in data
+PY
+)
+check "a third connection over --max-connections 2 gets 503 and is closed ($limit_out)" grep -q "503" <<<"$limit_out"
+stop_server
+check "SIGTERM: exit code 0" test "$SERVER_RC" = 0
+
+finish http
