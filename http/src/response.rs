@@ -12,7 +12,7 @@
 use std::{io::Write, ops::Range, sync::Arc, time::SystemTime};
 
 use crate::{
-    request::{Method, Rejection, Request},
+    request::{Method, Rejection, Request, Version},
     site::{Entry, Lookup, Site},
 };
 
@@ -117,6 +117,9 @@ pub struct Response<'a> {
     pub accept_ranges: bool,
     pub retry_after: bool,
     pub close: bool,
+    /// `Connection: keep-alive`, which an HTTP/1.0 client needs to hear to
+    /// keep the connection (RFC 9112 §9.3 and its Appendix C.2.2).
+    pub keep_alive: bool,
     pub body: Body,
     /// Whether the body is sent (not for HEAD, 304).
     pub send_body: bool,
@@ -140,6 +143,7 @@ impl<'a> Response<'a> {
             accept_ranges: false,
             retry_after: false,
             close: false,
+            keep_alive: false,
             body: Body::Empty,
             send_body: true,
         }
@@ -237,6 +241,8 @@ impl<'a> Response<'a> {
         }
         if self.close {
             out.extend_from_slice(b"Connection: close\r\n");
+        } else if self.keep_alive {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -250,6 +256,8 @@ pub fn respond<'a>(req: &Request<'_>, site: &'a Site) -> Response<'a> {
     }
     if !req.keep_alive {
         r.close = true;
+    } else if req.version == Version::Http10 {
+        r.keep_alive = true;
     }
     // HTTP/1.0 clients get 1.1 responses too (RFC 9110 §6.2).
     r
@@ -280,16 +288,26 @@ fn pick_encoding<'e>(
     entry: &'e Entry,
 ) -> Option<(&'static str, &'e Arc<[u8]>)> {
     let accept = accept?;
-    let allows = |coding: &str| {
-        accept.split(',').any(|item| {
+    // Each listed coding with its weight; `*` stands only for codings not
+    // listed by name.
+    let weight = |coding: &str| -> Option<f32> {
+        accept.split(',').find_map(|item| {
             let mut parts = item.split(';');
             let name = parts.next().unwrap_or("").trim();
-            let q = parts
-                .find_map(|p| p.trim().strip_prefix("q="))
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            (name.eq_ignore_ascii_case(coding) || name == "*") && q > 0.0
+            name.eq_ignore_ascii_case(coding).then(|| {
+                parts
+                    .find_map(|p| {
+                        let (k, v) = p.trim().split_once('=')?;
+                        k.trim().eq_ignore_ascii_case("q").then_some(v)
+                    })
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .unwrap_or(1.0)
+            })
         })
+    };
+    let allows = |coding: &str| match weight(coding) {
+        Some(q) => q > 0.0,
+        None => weight("*").is_some_and(|q| q > 0.0),
     };
     if let Some(b) = entry.brotli.as_ref().filter(|_| allows("br")) {
         return Some(("br", b));
@@ -404,20 +422,25 @@ fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
     }
     let len = data.len();
     // If-Range (§13.1.5): the range applies only to the representation the
-    // client has (strong ETag or exact date).
+    // client has: exactly our strong ETag, or exactly our date.
     let range_applies = req.if_range.is_none_or(|ir| {
         let ir = ir.trim();
         if ir.starts_with('"') {
-            !ir.starts_with("W/") && none_match(ir, &entry.etag, suffix)
+            let ours = entry.etag.trim_end_matches('"');
+            match suffix {
+                Some(sfx) => ir.strip_suffix('"').and_then(|t| t.strip_suffix(sfx)) == Some(ours),
+                None => ir == entry.etag,
+            }
         } else {
             ir == entry.last_modified_http
         }
     });
-    if let Some(range) = req
+    // Range is for GET only (§14.2).
+    let range = req
         .range
-        .filter(|_| range_applies)
-        .and_then(|h| byte_range(h, len))
-    {
+        .filter(|_| range_applies && req.method == Method::Get)
+        .and_then(|h| byte_range(h, len));
+    if let Some(range) = range {
         return match range {
             Ok(r) => Response {
                 status: 206,
@@ -428,6 +451,7 @@ fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
             },
             Err(()) => Response {
                 unsatisfied_range: Some(len),
+                vary_encoding: has_variants,
                 ..Response::short(416)
             },
         };
@@ -524,6 +548,15 @@ mod tests {
             Some("gzip")
         );
         assert_eq!(pick_encoding(Some("identity"), &entry).map(|e| e.0), None);
+        assert_eq!(
+            pick_encoding(Some("gzip;q=0, br;Q=0, *"), &entry).map(|e| e.0),
+            None
+        );
+        assert_eq!(
+            pick_encoding(Some("br;q=0, *"), &entry).map(|e| e.0),
+            Some("gzip")
+        );
+        assert_eq!(pick_encoding(Some("*"), &entry).map(|e| e.0), Some("br"));
         assert_eq!(pick_encoding(None, &entry).map(|e| e.0), None);
     }
 }

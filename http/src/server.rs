@@ -96,12 +96,12 @@ impl std::fmt::Display for HttpCounters {
 /// Where a connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Waiting for (the rest of) a request head.
-    Reading,
+    /// Reading requests and answering them.
+    Serving,
     /// Our last response is queued and our FIN follows; incoming bytes are
     /// read and dropped until the peer closes (a lingering close, so a
     /// client still sending does not get a RST that could destroy the
-    /// response in its receive buffer).
+    /// response in its receive buffer), for at most `LINGER`.
     Closing,
 }
 
@@ -114,11 +114,17 @@ pub struct HttpConn {
     body: Option<(Body, usize)>,
     /// Close once the current response is queued.
     close_after: bool,
+    /// The peer sent FIN: answer what is complete, then close.
+    peer_fin: bool,
     phase: Phase,
-    /// When the current wait (head or idle) started.
+    /// Start of the current wait: for a head (header timeout), between
+    /// requests (idle timeout), for send progress, or for the peer's FIN.
     since: Instant,
-    /// Whether part of a head has arrived (header timeout) or not (idle).
+    /// Part of a head has arrived and more is awaited.
     mid_request: bool,
+    /// No longer counted against `--max-connections` (the server is done
+    /// with it; TIME-WAIT or the final handshake may still follow).
+    released: bool,
 }
 
 /// The per-core server.
@@ -132,6 +138,10 @@ pub struct HttpServer {
     date: DateCache,
     /// Reusable response head.
     scratch: Vec<u8>,
+    /// Free send-buffer space needed before a request is answered: room for
+    /// any head this server writes (a redirect's Location repeats the
+    /// target, up to the request-line limit).
+    head_room: usize,
     /// Head buffers of closed connections.
     pool: Vec<Vec<u8>>,
     live: usize,
@@ -142,11 +152,13 @@ pub struct HttpServer {
     stopping: bool,
 }
 
-/// Room a response head needs at most in the send buffer before a request
-/// is answered.
-const HEAD_ROOM: usize = 1024;
 /// Head buffers kept for reuse per core.
 const POOL: usize = 1024;
+/// How long a lingering close waits for the peer's FIN.
+const LINGER: Duration = Duration::from_secs(30);
+/// How long a response may make no progress (a client that stopped
+/// reading) before the connection is reset.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl HttpServer {
     pub fn new(
@@ -155,13 +167,15 @@ impl HttpServer {
         open: Arc<AtomicUsize>,
         report: Arc<Mutex<HttpCounters>>,
     ) -> Self {
+        let head_room = config.limits.request_line + 2048;
         HttpServer {
             site,
             config,
             open,
             report,
             date: DateCache::new(),
-            scratch: Vec::with_capacity(HEAD_ROOM),
+            scratch: Vec::with_capacity(head_room),
+            head_room,
             pool: Vec::new(),
             live: 0,
             counters: HttpCounters::default(),
@@ -170,11 +184,33 @@ impl HttpServer {
         }
     }
 
-    /// Queues a response's head and as much of its body as fits.
+    /// The server is done with a connection: it no longer counts against
+    /// the limit.
+    fn release(&mut self, state: &mut HttpConn) {
+        if !state.released {
+            state.released = true;
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends our FIN after what is queued and starts the lingering close.
+    fn start_closing(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
+        if state.phase != Phase::Closing {
+            state.phase = Phase::Closing;
+            state.since = conn.now();
+            let _ = conn.shutdown_write();
+        }
+        if state.peer_fin {
+            self.release(state);
+        }
+    }
+
+    /// Queues a response's head (the caller made sure `head_room` is free)
+    /// and as much of its body as fits.
     fn start_response(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>, r: Response<'_>) {
         self.counters.by_class[usize::from(r.status / 100).min(5)] += 1;
         r.write_head(self.date.get(), &mut self.scratch);
-        // The caller checked for HEAD_ROOM; a head never exceeds it.
+        debug_assert!(self.scratch.len() <= self.head_room);
         let _ = conn.send(&self.scratch);
         if r.close {
             state.close_after = true;
@@ -182,6 +218,7 @@ impl HttpServer {
         if r.send_body && r.body.len() > 0 {
             state.body = Some((r.body, 0));
         }
+        state.since = conn.now();
         self.pump_body(state, conn);
     }
 
@@ -199,29 +236,37 @@ impl HttpServer {
                     Ok(n) => {
                         *at += n;
                         self.counters.body_bytes += n as u64;
+                        state.since = conn.now();
                     }
                 }
             }
             state.body = None;
+            // The idle wait starts once the response is all queued.
+            state.since = conn.now();
         }
-        if state.close_after && state.phase != Phase::Closing {
-            state.phase = Phase::Closing;
-            let _ = conn.shutdown_write();
+        if state.close_after {
+            self.start_closing(state, conn);
         }
     }
 
     /// Reads and answers requests while the previous answer is fully
-    /// queued and there is room for the next head.
+    /// queued and there is room for the next head; closes once the peer
+    /// has closed and every complete request was answered.
     fn serve(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
         loop {
             if state.phase == Phase::Closing {
                 // Drain and drop: the peer's FIN ends it.
-                let (a, b) = conn.readable();
-                let n = a.len() + b.len();
-                conn.consume(n);
+                loop {
+                    let (a, _) = conn.readable();
+                    let n = a.len();
+                    if n == 0 {
+                        break;
+                    }
+                    conn.consume(n);
+                }
                 return;
             }
-            if state.body.is_some() || conn.send_capacity() < HEAD_ROOM {
+            if state.body.is_some() || conn.send_capacity() < self.head_room {
                 return; // `writable` comes back here
             }
             // Skip the body of the previous request.
@@ -229,10 +274,16 @@ impl HttpServer {
                 let (a, _) = conn.readable();
                 let n = (a.len() as u64).min(state.discard) as usize;
                 if n == 0 {
-                    return;
+                    break;
                 }
                 conn.consume(n);
                 state.discard -= n as u64;
+            }
+            if state.discard > 0 {
+                if state.peer_fin {
+                    self.start_closing(state, conn);
+                }
+                return;
             }
             // Gather what fits of the next head.
             let cap = self.config.limits.head_bytes + 1;
@@ -247,19 +298,29 @@ impl HttpServer {
                 conn.consume(n);
             }
             if state.head.is_empty() {
+                if state.peer_fin {
+                    self.start_closing(state, conn);
+                }
                 return;
             }
-            if !state.mid_request {
-                state.mid_request = true;
-                state.since = conn.now();
-            }
             match request::parse(&state.head, &self.config.limits) {
-                Parsed::Partial => return,
+                Parsed::Partial => {
+                    if !state.mid_request {
+                        state.mid_request = true;
+                        state.since = conn.now();
+                    }
+                    if state.peer_fin {
+                        // The head will never be finished.
+                        self.start_closing(state, conn);
+                    }
+                    return;
+                }
                 Parsed::Reject(r) => {
                     self.counters.requests += 1;
                     state.head.clear();
+                    state.mid_request = false;
                     self.start_response(state, conn, Response::rejected(r));
-                    return;
+                    // Go round: the Closing branch drains what follows.
                 }
                 Parsed::Complete(req, used) => {
                     self.counters.requests += 1;
@@ -277,6 +338,7 @@ impl HttpServer {
                     let mut r = response::respond(&req, &site);
                     if self.stopping {
                         r.close = true;
+                        r.keep_alive = false;
                     }
                     // The request is done with; its body may already be in
                     // the head buffer.
@@ -284,15 +346,17 @@ impl HttpServer {
                     let buffered = (state.head.len() as u64).min(body_len);
                     state.head.drain(..buffered as usize);
                     state.discard = body_len - buffered;
-                    state.mid_request = !state.head.is_empty();
-                    state.since = conn.now();
+                    state.mid_request = false;
                     self.start_response(state, conn, r);
                 }
             }
         }
     }
 
-    /// Closes connections past their header or idle timeout.
+    /// Ends connections past a timeout: 408 for a head not finished in
+    /// `header_timeout`, a close for a keep-alive connection idle for
+    /// `idle_timeout`, a reset for a lingering close past `LINGER` or a
+    /// response stuck for `SEND_TIMEOUT`. Once a second, over the table.
     fn sweep(&mut self, core: &mut Core<'_, HttpConn>) {
         let now = core.now();
         if now.saturating_duration_since(self.swept) < Duration::from_secs(1) {
@@ -300,35 +364,54 @@ impl HttpServer {
         }
         self.swept = now;
         let (header, idle) = (self.config.header_timeout, self.config.idle_timeout);
-        let (mut timed_out, mut answered) = (0, 0);
+        let (mut timed_out, mut answered, mut released) = (0, 0, 0);
         let date = self.date.get().to_owned();
-        let scratch = &mut self.scratch;
+        let (scratch, head_room) = (&mut self.scratch, self.head_room);
         core.for_each(|state, conn| {
+            let waited = now.saturating_duration_since(state.since);
+            let expired = match state.phase {
+                Phase::Closing => waited >= LINGER,
+                Phase::Serving if state.body.is_some() => waited >= SEND_TIMEOUT,
+                Phase::Serving => false,
+            };
+            if expired {
+                timed_out += 1;
+                conn.abort();
+                return;
+            }
             if state.phase == Phase::Closing || state.body.is_some() {
                 return;
             }
-            let waited = now.saturating_duration_since(state.since);
             if state.mid_request && waited >= header {
                 // RFC 9110 §15.5.9: 408, then close.
                 timed_out += 1;
-                let r = Response {
-                    close: true,
-                    ..Response::short(408)
-                };
-                r.write_head(&date, scratch);
-                let _ = conn.send(scratch);
-                if let Body::Static(b) = r.body {
-                    let _ = conn.send(b);
+                if conn.send_capacity() >= head_room {
+                    let r = Response {
+                        close: true,
+                        ..Response::short(408)
+                    };
+                    r.write_head(&date, scratch);
+                    let _ = conn.send(scratch);
+                    if let Body::Static(b) = r.body {
+                        let _ = conn.send(b);
+                    }
+                    answered += 1;
                 }
                 state.phase = Phase::Closing;
+                state.since = now;
                 let _ = conn.shutdown_write();
-                answered += 1;
-            } else if !state.mid_request && waited >= idle {
+            } else if !state.mid_request && conn.readable().0.is_empty() && waited >= idle {
                 timed_out += 1;
                 state.phase = Phase::Closing;
+                state.since = now;
                 let _ = conn.shutdown_write();
+                if state.peer_fin && !state.released {
+                    state.released = true;
+                    released += 1;
+                }
             }
         });
+        self.open.fetch_sub(released, Ordering::Relaxed);
         self.counters.timeouts += timed_out;
         self.counters.by_class[4] += answered;
     }
@@ -353,9 +436,11 @@ impl Handler for HttpServer {
             discard: 0,
             body: None,
             close_after: false,
-            phase: Phase::Reading,
+            peer_fin: false,
+            phase: Phase::Serving,
             since: conn.now(),
             mid_request: false,
+            released: false,
         };
         state.head.clear();
         self.live += 1;
@@ -384,18 +469,17 @@ impl Handler for HttpServer {
     }
 
     fn peer_closed(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
-        // Answer what was fully received, then close our side too.
+        // Answer every request that arrived complete, then close.
+        state.peer_fin = true;
         self.serve(state, conn);
-        state.close_after = true;
-        if state.body.is_none() && state.phase != Phase::Closing {
-            state.phase = Phase::Closing;
-            let _ = conn.shutdown_write();
+        if state.phase == Phase::Closing {
+            self.release(state);
         }
     }
 
-    fn closed(&mut self, state: HttpConn, why: Option<Error>) {
+    fn closed(&mut self, mut state: HttpConn, why: Option<Error>) {
         self.live = self.live.saturating_sub(1);
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.release(&mut state);
         if why.is_some() {
             self.counters.resets += 1;
         }
@@ -416,6 +500,7 @@ impl Handler for HttpServer {
         core.for_each(|state, conn| {
             if state.body.is_none() && !state.mid_request && state.phase != Phase::Closing {
                 state.phase = Phase::Closing;
+                state.since = conn.now();
                 let _ = conn.shutdown_write();
             } else {
                 state.close_after = true;

@@ -45,6 +45,8 @@ check "keep-alive: curl reuses one connection for two requests" bash -c "'$LAB' 
 check "HTTP/1.0 without keep-alive: 200, then closed" bash -c "'$LAB' exec cli curl -s -0 -D - -o /dev/null $URL/ | grep -qi '^connection: close'"
 etag=$(grep -i '^etag:' "$ARTIFACTS/http-h1.txt" | cut -d' ' -f2 | tr -d '\r')
 lm=$(grep -i '^last-modified:' "$ARTIFACTS/http-h1.txt" | cut -d' ' -f2- | tr -d '\r')
+check "HTTP/1.0 with keep-alive: told so (Connection: keep-alive)" bash -c "'$LAB' exec cli curl -s -0 -H 'Connection: keep-alive' -D - -o /dev/null $URL/ | grep -qi '^connection: keep-alive'"
+check "HEAD with a Range: 200, not 206" test "$(curl_code -I -r 0-9 "$URL/")" = 200
 check "If-None-Match with the ETag: 304" test "$(curl_code -H "If-None-Match: $etag" "$URL/")" = 304
 check "If-None-Match with another ETag: 200" test "$(curl_code -H 'If-None-Match: "nope"' "$URL/")" = 200
 check "If-Modified-Since Last-Modified: 304" test "$(curl_code -H "If-Modified-Since: $lm" "$URL/")" = 304
@@ -58,6 +60,7 @@ echo "== http: raw sockets (pipelining, split requests, exact codes)"
 out=$(hpeer pipeline 50 2>&1); if [ $? = 0 ]; then pass "$out"; else fail "pipeline 50" "$out"; fi
 out=$(hpeer bytewise 2>&1); if [ $? = 0 ]; then pass "$out"; else fail "bytewise" "$out"; fi
 out=$(hpeer keepalive 100 2>&1); if [ $? = 0 ]; then pass "$out"; else fail "keepalive 100" "$out"; fi
+out=$(hpeer halfclose 20 2>&1); if [ $? = 0 ]; then pass "$out"; else fail "halfclose 20" "$out"; fi
 status_case() { # NAME CODE RAW
   local out
   if out=$(hpeer status "$2" "$3" 2>&1); then pass "$1: $out"; else fail "$1" "$out"; fi
@@ -98,6 +101,8 @@ check "exit report counts the requests" grep -q "bypass: http: .*http_requests=[
 echo "== http: the connection limit"
 LOG="$ARTIFACTS/http-limit.log"
 start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --root "$SITE" --max-connections 2 || fail "server starts (--max-connections 2)" "$(cat "$LOG")"
+codes=$(for i in $(seq 1 10); do curl_code -H 'Connection: close' "$URL/"; echo; done | sort | uniq -c | tr -s ' ')
+check "10 requests that the server closes first (then TIME-WAIT) do not use up --max-connections 2 (${codes})" bash -c "grep -q '^ 10 200$' <<<'$codes'"
 limit_out=$(cli timeout 30 python3 - <<'PY' 2>&1
 import socket
 held = [socket.create_connection(("10.99.0.1", 80), timeout=10) for _ in range(2)]

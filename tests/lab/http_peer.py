@@ -8,6 +8,7 @@ RFC 9112 asks (status codes compared exactly), 1 otherwise.
   http_peer.py bytewise          one request sent one byte per segment
   http_peer.py status CODE RAW   RAW (Python escapes, e.g. \\r\\n) gets CODE, then close
   http_peer.py keepalive N       N requests one after another on one connection
+  http_peer.py halfclose N       N requests then the client's FIN: all N answered
 """
 import socket
 import sys
@@ -90,6 +91,25 @@ def status(code, raw):
     return got == int(code) and closed
 
 
+def halfclose(n):
+    """N requests, then our FIN at once: all N must still be answered."""
+    s = connect()
+    s.sendall(b"".join(b"GET /about/?i=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(n)))
+    s.shutdown(socket.SHUT_WR)
+    f = s.makefile("rb")
+    got = 0
+    while True:
+        r = read_response(f)
+        if r is None:
+            break
+        if r[0] != 200 or b"About this demo" not in r[2]:
+            print(f"halfclose: response {got} wrong: {r[0]}")
+            return False
+        got += 1
+    print(f"halfclose: {got}/{n} answered after the client's FIN")
+    return got == n
+
+
 def keepalive(n):
     s = connect()
     f = s.makefile("rb")
@@ -111,6 +131,8 @@ def main():
         ok = bytewise()
     elif cmd == "status":
         ok = status(sys.argv[2], sys.argv[3])
+    elif cmd == "halfclose":
+        ok = halfclose(int(sys.argv[2]))
     elif cmd == "keepalive":
         ok = keepalive(int(sys.argv[2]))
     else:

@@ -189,6 +189,11 @@ struct Entry<S> {
 struct Table<S> {
     entries: Vec<Option<Entry<S>>>,
     live: usize,
+    /// States of connections the shard ended without a CLOSED event (a new
+    /// SYN took over a 4-tuple in TIME-WAIT, and the slot was reused):
+    /// handed to `closed` on the next pass, so the application always sees
+    /// the end of what it accepted.
+    ended: Vec<S>,
 }
 
 impl<S> Table<S> {
@@ -201,14 +206,15 @@ impl<S> Table<S> {
 
     fn insert(&mut self, handle: ConnectionHandle, state: S, connecting: bool) {
         let slot = &mut self.entries[handle.index()];
-        if slot.is_none() {
-            self.live += 1;
-        }
-        *slot = Some(Entry {
+        let stale = slot.replace(Entry {
             handle,
             state,
             connecting,
         });
+        match stale {
+            Some(old) => self.ended.push(old.state),
+            None => self.live += 1,
+        }
     }
 
     fn remove(&mut self, h: ConnectionHandle) -> Option<S> {
@@ -329,6 +335,7 @@ impl<H: Handler> EventApp<H> {
             table: Table {
                 entries: Vec::new(),
                 live: 0,
+                ended: Vec::new(),
             },
         }
     }
@@ -357,6 +364,9 @@ impl<H: Handler> EventApp<H> {
     /// Accepts what the listeners have and delivers every pending event.
     fn deliver(&mut self, shard: &mut Shard, now: Instant) {
         let EventApp { handler, table } = self;
+        for state in table.ended.drain(..) {
+            handler.closed(state, None);
+        }
         for i in 0.. {
             let Some(port) = shard.listening().nth(i) else {
                 break;
