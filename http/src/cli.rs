@@ -77,7 +77,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 75)]
     pub idle_timeout: u64,
 
-    /// Files larger than this are not cached (and not served yet).
+    /// Files larger than this are streamed from disk instead of cached.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_cached_file: u64,
 

@@ -69,29 +69,34 @@ impl DateCache {
     }
 }
 
-/// A response's body: nothing, or a range of a cached file.
+/// A response's body: nothing, a short fixed text, a range of a cached
+/// file, or a range of a file streamed from disk.
 #[derive(Clone)]
 pub enum Body {
     Empty,
     Static(&'static [u8]),
     Shared(Arc<[u8]>, Range<usize>),
+    File(Arc<std::fs::File>, Range<u64>),
 }
 
 impl Body {
-    pub fn len(&self) -> usize {
+    pub fn len(&self) -> u64 {
         match self {
             Body::Empty => 0,
-            Body::Static(b) => b.len(),
-            Body::Shared(_, r) => r.len(),
+            Body::Static(b) => b.len() as u64,
+            Body::Shared(_, r) => r.len() as u64,
+            Body::File(_, r) => r.end - r.start,
         }
     }
 
-    /// The bytes from `at` on.
-    pub fn from(&self, at: usize) -> &[u8] {
+    /// The bytes from `at` on, for bodies in memory (`None` for a file).
+    pub fn from(&self, at: u64) -> Option<&[u8]> {
+        let at = usize::try_from(at).unwrap_or(usize::MAX);
         match self {
-            Body::Empty => &[],
-            Body::Static(b) => &b[at.min(b.len())..],
-            Body::Shared(data, r) => &data[(r.start + at).min(r.end)..r.end],
+            Body::Empty => Some(&[]),
+            Body::Static(b) => Some(&b[at.min(b.len())..]),
+            Body::Shared(data, r) => Some(&data[r.start.saturating_add(at).min(r.end)..r.end]),
+            Body::File(..) => None,
         }
     }
 }
@@ -101,16 +106,16 @@ pub struct Response<'a> {
     pub status: u16,
     pub content_type: Option<&'a str>,
     /// `Content-Length` (also sent for HEAD, as GET would).
-    pub length: Option<usize>,
+    pub length: Option<u64>,
     pub etag: Option<&'a str>,
     /// An ETag with an encoding suffix, built in the caller's scratch.
     pub etag_suffix: Option<&'static str>,
     pub last_modified: Option<&'a str>,
     /// A redirect's target (allocated: redirects are rare).
     pub location: Option<String>,
-    pub content_range: Option<(usize, usize, usize)>,
+    pub content_range: Option<(u64, u64, u64)>,
     /// `Content-Range: bytes */len` for a 416.
-    pub unsatisfied_range: Option<usize>,
+    pub unsatisfied_range: Option<u64>,
     pub content_encoding: Option<&'static str>,
     pub vary_encoding: bool,
     pub allow: bool,
@@ -169,7 +174,7 @@ impl<'a> Response<'a> {
         };
         Response {
             content_type: Some("text/plain; charset=utf-8"),
-            length: Some(body.len()),
+            length: Some(body.len() as u64),
             body: Body::Static(body),
             ..Response::new(status)
         }
@@ -350,7 +355,7 @@ fn not_modified_since(header: &str, last_modified: SystemTime) -> bool {
 /// to serve, `Some(Err(()))` when unsatisfiable, `None` to ignore the
 /// header (malformed, or several ranges: we answer those with the whole
 /// representation, which §14.2 allows).
-fn byte_range(header: &str, len: usize) -> Option<Result<Range<usize>, ()>> {
+fn byte_range(header: &str, len: u64) -> Option<Result<Range<u64>, ()>> {
     let spec = header.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None;
@@ -363,7 +368,7 @@ fn byte_range(header: &str, len: usize) -> Option<Result<Range<usize>, ()>> {
         if !digits(last) {
             return None;
         }
-        let n: usize = last.parse().unwrap_or(usize::MAX);
+        let n: u64 = last.parse().unwrap_or(u64::MAX);
         if n == 0 || len == 0 {
             return Some(Err(()));
         }
@@ -372,11 +377,11 @@ fn byte_range(header: &str, len: usize) -> Option<Result<Range<usize>, ()>> {
     if !digits(first) || !(last.is_empty() || digits(last)) {
         return None;
     }
-    let start: usize = first.parse().unwrap_or(usize::MAX);
+    let start: u64 = first.parse().unwrap_or(u64::MAX);
     let end = if last.is_empty() {
         len
     } else {
-        let l: usize = last.parse().unwrap_or(usize::MAX);
+        let l: u64 = last.parse().unwrap_or(u64::MAX);
         if l < start {
             return None;
         }
@@ -420,7 +425,12 @@ fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
             ..base
         };
     }
-    let len = data.len();
+    // The chosen representation: a compressed sibling, the cached file, or
+    // the file on disk.
+    let (len, whole) = match (encoding, &entry.disk) {
+        (None, Some((file, len))) => (*len, Body::File(file.clone(), 0..*len)),
+        _ => (data.len() as u64, Body::Shared(data.clone(), 0..data.len())),
+    };
     // If-Range (§13.1.5): the range applies only to the representation the
     // client has: exactly our strong ETag, or exactly our date.
     let range_applies = req.if_range.is_none_or(|ir| {
@@ -444,9 +454,12 @@ fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
         return match range {
             Ok(r) => Response {
                 status: 206,
-                length: Some(r.len()),
+                length: Some(r.end - r.start),
                 content_range: Some((r.start, r.end - 1, len)),
-                body: Body::Shared(data.clone(), r),
+                body: match whole {
+                    Body::File(file, _) => Body::File(file, r),
+                    _ => Body::Shared(data.clone(), r.start as usize..r.end as usize),
+                },
                 ..base
             },
             Err(()) => Response {
@@ -458,7 +471,7 @@ fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
     }
     Response {
         length: Some(len),
-        body: Body::Shared(data.clone(), 0..len),
+        body: whole,
         ..base
     }
 }
@@ -532,6 +545,7 @@ mod tests {
             etag: "\"5-1\"".into(),
             last_modified: SystemTime::UNIX_EPOCH,
             last_modified_http: httpdate::fmt_http_date(SystemTime::UNIX_EPOCH),
+            disk: None,
             gzip: Some(Arc::from(&b"gz"[..])),
             brotli: Some(Arc::from(&b"br"[..])),
         };

@@ -16,6 +16,7 @@
 //! close); an idle keep-alive connection is closed after `idle_timeout`.
 
 use std::{
+    os::unix::fs::FileExt,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
@@ -111,7 +112,7 @@ pub struct HttpConn {
     /// Body bytes of the current request still to skip.
     discard: u64,
     /// The response body being queued, and how much of it is queued.
-    body: Option<(Body, usize)>,
+    body: Option<(Body, u64)>,
     /// Close once the current response is queued.
     close_after: bool,
     /// The peer sent FIN: answer what is complete, then close.
@@ -226,15 +227,46 @@ impl HttpServer {
     /// closes if asked to.
     fn pump_body(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
         if let Some((body, at)) = state.body.as_mut() {
-            loop {
-                let rest = body.from(*at);
-                if rest.is_empty() {
-                    break;
-                }
-                match conn.send(rest) {
+            while *at < body.len() {
+                let sent = match body.from(*at) {
+                    Some(rest) => conn.send(rest),
+                    // A streamed file: read straight into the send buffer
+                    // (pread: one copy, page cache to send buffer).
+                    None => {
+                        let Body::File(file, range) = &*body else {
+                            unreachable!("only files are not in memory")
+                        };
+                        let offset = range.start + *at;
+                        let want = (range.end - offset).min(usize::MAX as u64) as usize;
+                        let mut failed = false;
+                        let sent = conn.send_with(|room| {
+                            let take = room.len().min(want);
+                            let room = &mut room[..take];
+                            match file.read_at(room, offset) {
+                                Ok(n) if n > 0 || room.is_empty() => n,
+                                _ => {
+                                    failed = true;
+                                    0
+                                }
+                            }
+                        });
+                        if failed {
+                            // The file shrank or broke under us: the promised
+                            // length cannot be kept, so the connection goes.
+                            tracing::warn!(
+                                "streamed file ended early or failed; resetting the connection"
+                            );
+                            conn.abort();
+                            state.body = None;
+                            return;
+                        }
+                        sent
+                    }
+                };
+                match sent {
                     Ok(0) | Err(_) => return,
                     Ok(n) => {
-                        *at += n;
+                        *at += n as u64;
                         self.counters.body_bytes += n as u64;
                         state.since = conn.now();
                     }

@@ -28,9 +28,14 @@ pub struct Site {
     total_bytes: u64,
 }
 
-/// One cached file, ready to serve.
+/// One file, ready to serve: its bytes in memory, or, above the cache
+/// limit, an open handle to stream it from (the page cache keeps it warm).
 pub struct Entry {
+    /// The bytes, for a cached file (empty for a streamed one).
     pub body: Arc<[u8]>,
+    /// The file to stream from, and its length at load, for a file too big
+    /// to cache.
+    pub disk: Option<(Arc<fs::File>, u64)>,
     /// e.g. "text/html; charset=utf-8"
     pub content_type: &'static str,
     /// A strong validator, quoted, e.g. "\"1f4-18c2a3b4c5d\"": length in hex,
@@ -51,11 +56,21 @@ pub struct Entry {
     pub brotli: Option<Arc<[u8]>>,
 }
 
+impl Entry {
+    /// The representation's length (cached or streamed).
+    pub fn len(&self) -> u64 {
+        self.disk
+            .as_ref()
+            .map_or(self.body.len() as u64, |(_, len)| *len)
+    }
+}
+
 impl fmt::Debug for Entry {
     // Bodies can be megabytes: show sizes, not bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Entry")
-            .field("len", &self.body.len())
+            .field("len", &self.len())
+            .field("streamed", &self.disk.is_some())
             .field("content_type", &self.content_type)
             .field("etag", &self.etag)
             .field("last_modified_http", &self.last_modified_http)
@@ -80,7 +95,8 @@ impl Site {
     /// Loads every regular file under `root` recursively. Symlinks are
     /// followed only when their canonical target stays inside the canonical
     /// root (otherwise skipped, with a tracing::warn). Files larger than
-    /// `max_file` bytes are skipped with a warning (large-file streaming comes later).
+    /// `max_file` bytes are not read into memory but kept open, to be
+    /// streamed.
     /// Hidden files are served like any other. Errors: root missing / not a
     /// directory → Err with a clear message naming the path. Unreadable
     /// entries below the root are skipped with a warning rather than failing
@@ -182,8 +198,12 @@ impl Site {
         }
     }
 
+    /// A cached sibling's bytes (a streamed one is not used as a sibling).
     fn body_of(&self, key: &str) -> Option<Arc<[u8]>> {
-        self.files.get(key).map(|entry| Arc::clone(&entry.body))
+        self.files
+            .get(key)
+            .filter(|entry| entry.disk.is_none())
+            .map(|entry| Arc::clone(&entry.body))
     }
 }
 
@@ -301,6 +321,18 @@ impl Loader {
     }
 
     fn load_file(&mut self, path: &Path, key: String) {
+        // Too big to cache: keep it open and stream it.
+        let opened = fs::File::open(path).and_then(|f| {
+            let m = f.metadata()?;
+            Ok((f, m))
+        });
+        if let Ok((file, metadata)) = opened {
+            if metadata.is_file() && metadata.len() > self.max_file {
+                let entry = self.entry(&key, Vec::new(), &metadata, Some(file));
+                self.site.files.insert(key, entry);
+                return;
+            }
+        }
         let read = || -> std::io::Result<Option<(Vec<u8>, fs::Metadata)>> {
             let mut file = fs::File::open(path)?;
             // Metadata from the open handle describes exactly the bytes read.
@@ -329,22 +361,36 @@ impl Loader {
                 return;
             }
         };
+        let entry = self.entry(&key, body, &metadata, None);
+        self.site.total_bytes += entry.body.len() as u64;
+        self.site.files.insert(key, entry);
+    }
+
+    /// An entry for `body` (cached) or `file` (streamed), with validators
+    /// from the file's length and mtime.
+    fn entry(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        metadata: &fs::Metadata,
+        file: Option<fs::File>,
+    ) -> Entry {
+        let len = file.as_ref().map_or(body.len() as u64, |_| metadata.len());
         let mtime = metadata.modified().unwrap_or(self.now);
         let last_modified = http_date_clamp(mtime, self.now);
         let mtime_nanos = mtime
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_nanos());
-        let entry = Entry {
-            etag: format!("\"{:x}-{mtime_nanos:x}\"", body.len()),
-            content_type: content_type(&key),
+        Entry {
+            etag: format!("\"{len:x}-{mtime_nanos:x}\""),
+            content_type: content_type(key),
             last_modified,
             last_modified_http: httpdate::fmt_http_date(last_modified),
             body: body.into(),
+            disk: file.map(|f| (Arc::new(f), len)),
             gzip: None,
             brotli: None,
-        };
-        self.site.total_bytes += entry.body.len() as u64;
-        self.site.files.insert(key, entry);
+        }
     }
 }
 
@@ -792,14 +838,24 @@ mod tests {
     }
 
     #[test]
-    fn files_over_the_limit_are_skipped() {
+    fn files_over_the_limit_are_streamed_not_cached() {
         let dir = TempDir::new();
         dir.write("small.bin", &[7; 10]);
         dir.write("big.bin", &[7; 11]);
         let site = Site::load(&dir.0, 10).unwrap();
         assert_eq!(body(&site, "/small.bin").len(), 10);
-        assert_not_found(&site, "/big.bin");
-        assert_eq!(site.stats(), (1, 10));
+        let Lookup::File(big) = site.lookup("/big.bin") else {
+            panic!("the big file is served");
+        };
+        assert!(big.body.is_empty(), "not in memory");
+        let (file, len) = big.disk.as_ref().expect("streamed from disk");
+        assert_eq!(*len, 11);
+        let mut buf = [0u8; 11];
+        use std::os::unix::fs::FileExt;
+        assert_eq!(file.read_at(&mut buf, 0).unwrap(), 11);
+        assert_eq!(big.len(), 11);
+        assert!(big.etag.starts_with("\"b-"), "{}", big.etag);
+        assert_eq!(site.stats(), (2, 10), "only cached bytes count");
     }
 
     #[test]

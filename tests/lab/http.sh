@@ -15,6 +15,9 @@ rm -rf "$SITE" && cp -r "$ROOT/www" "$SITE"
 gzip -9 -k "$SITE/style.css"
 echo "spaced out" >"$SITE/hello world.txt"
 ln -sf /etc/passwd "$SITE/passwd"
+# A 1 GiB file: above the cache limit, so streamed from disk.
+head -c 1G /dev/urandom >"$SITE/big.bin"
+BIG_SHA=$(sha256sum "$SITE/big.bin" | cut -d' ' -f1)
 URL=http://10.99.0.1
 
 hpeer() { cli timeout 60 python3 "$PEER" "$@"; }
@@ -86,6 +89,15 @@ many=$(for i in $(seq 1 120); do printf 'X-%d: y\\r\\n' "$i"; done)
 status_case "120 header fields" 431 "GET / HTTP/1.1\\r\\nHost: x\\r\\n${many}\\r\\n"
 status_case "a GET with a small body is served" 200 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello'
 
+echo "== http: a 1 GiB file, streamed"
+big_sha=$(cli bash -c "curl -s --max-time 120 $URL/big.bin | sha256sum" | cut -d' ' -f1)
+check "1 GiB fetched byte-exact (sha256)" test "$big_sha" = "$BIG_SHA"
+check "  ... and a range deep inside it (bytes 1000000000-1000000099)" bash -c "[ \"\$('$LAB' exec cli curl -s -r 1000000000-1000000099 $URL/big.bin | sha256sum | cut -d' ' -f1)\" = \"\$(tail -c +1000000001 '$SITE/big.bin' | head -c 100 | sha256sum | cut -d' ' -f1)\" ]"
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status" 2>/dev/null)
+check "  ... with the server's peak RSS bounded (${hwm:-?} KiB < 256 MiB)" test "${hwm:-999999999}" -lt 262144
+cached=$(grep -o '[0-9]* bytes cached' "$LOG" | cut -d' ' -f1)
+check "  ... and the file streamed, not cached (${cached:-?} bytes cached)" test "${cached:-2000000000}" -lt 1073741824
+
 echo "== http: load (wrk)"
 wrk_out=$(cli timeout 60 wrk -t 2 -c 256 -d 5s "$URL/" 2>&1)
 echo "$wrk_out" >"$ARTIFACTS/http-wrk.txt"
@@ -127,4 +139,5 @@ check "a third connection over --max-connections 2 gets 503 and is closed ($limi
 stop_server
 check "SIGTERM: exit code 0" test "$SERVER_RC" = 0
 
+rm -f "$SITE/big.bin"
 finish http
