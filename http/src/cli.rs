@@ -77,6 +77,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 75)]
     pub idle_timeout: u64,
 
+    /// Serve Prometheus metrics (every core's HTTP and stack counters) on
+    /// this path, e.g. /metrics [default: not served].
+    #[arg(long, value_name = "PATH")]
+    pub metrics_path: Option<String>,
+
+    /// Source addresses allowed to read the metrics (repeat for more);
+    /// others get what the site has at that path.
+    #[arg(long, value_name = "ADDR[/PREFIX]", default_value = "127.0.0.1/32")]
+    pub metrics_allow: Vec<crate::metrics::Prefix>,
+
+    /// Seconds between the one-line stats logs (0: none).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub stats_interval: u64,
+
     /// Files larger than this are streamed from disk instead of cached.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_cached_file: u64,

@@ -6,6 +6,7 @@
 //! owned-IP mode. TLS arrives on the same command.
 
 mod cli;
+mod metrics;
 mod request;
 mod response;
 mod serve;

@@ -255,7 +255,23 @@ impl<'a> Response<'a> {
 
 /// The answer to a parsed request.
 pub fn respond<'a>(req: &Request<'_>, site: &'a Site) -> Response<'a> {
-    let mut r = route(req, site);
+    finish(req, route(req, site))
+}
+
+/// A generated text answer (the metrics page).
+pub fn text(status: u16, content_type: &'static str, body: String) -> Response<'static> {
+    let body: Arc<[u8]> = body.into_bytes().into();
+    Response {
+        content_type: Some(content_type),
+        length: Some(body.len() as u64),
+        body: Body::Shared(body.clone(), 0..body.len()),
+        ..Response::new(status)
+    }
+}
+
+/// What every answer to `req` gets: no body for HEAD, and the connection
+/// handling its version and `Connection` field ask for.
+pub fn finish<'a>(req: &Request<'_>, mut r: Response<'a>) -> Response<'a> {
     if req.method == Method::Head {
         r.send_body = false;
     }

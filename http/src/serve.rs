@@ -22,6 +22,7 @@ use bypass_stack::{
 
 use crate::{
     cli::ServeArgs,
+    metrics::Metrics,
     request::Limits,
     server::{HttpConfig, HttpCounters, HttpServer},
     site::Site,
@@ -78,22 +79,30 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let open = Arc::new(AtomicUsize::new(0));
     let http_report = Arc::new(Mutex::new(HttpCounters::default()));
+    let metrics = Arc::new(Metrics::new(
+        args.metrics_path.clone(),
+        args.metrics_allow.clone(),
+    ));
     let running = {
-        let (site, http, open, report) = (
+        let (site, http, open, report, metrics) = (
             site.clone(),
             http.clone(),
             open.clone(),
             http_report.clone(),
+            metrics.clone(),
         );
-        Running::start_with(&config, Some(tcp), move |_queue| {
+        Running::start_with(&config, Some(tcp), move |queue| {
             EventApp::new(HttpServer::new(
                 site.clone(),
                 http.clone(),
                 open.clone(),
                 report.clone(),
+                metrics.clone(),
+                queue as usize,
             ))
         })?
     };
+    metrics.set_stack(running.live());
     let info = running.interface();
     tracing::info!(
         "site {} : {files} file(s), {bytes} bytes cached",
@@ -110,8 +119,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         if args.busy_poll { "busy" } else { "adaptive" },
         args.ports,
     );
+    let stats_every = Duration::from_secs(args.stats_interval);
+    let mut last_stats = (std::time::Instant::now(), HttpCounters::default());
     while !stop.load(std::sync::atomic::Ordering::Relaxed) && !running.failed() {
         std::thread::sleep(Duration::from_millis(50));
+        if !stats_every.is_zero() && last_stats.0.elapsed() >= stats_every {
+            last_stats = log_stats(&metrics, last_stats);
+        }
     }
     let failed = running.failed() && !stop.load(std::sync::atomic::Ordering::Relaxed);
     let iface = running.interface().name.clone();
@@ -149,4 +163,30 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The periodic one-line stats log: connections, request rate by class
+/// since the last line, traffic and drops.
+fn log_stats(
+    metrics: &Metrics,
+    (since, before): (std::time::Instant, HttpCounters),
+) -> (std::time::Instant, HttpCounters) {
+    let now = std::time::Instant::now();
+    let secs = now.duration_since(since).as_secs_f64().max(1e-3);
+    let http = metrics.http_total();
+    let (stack, connections) = metrics.stack_total();
+    let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs;
+    tracing::info!(
+        "stats: {connections} TCP connection(s), {:.0} req/s (2xx {:.0}/s, 3xx {:.0}/s, 4xx {:.0}/s, 5xx {:.0}/s), {:.1} MB/s out, {} refused, {} timeouts, {} drops",
+        rate(http.requests, before.requests),
+        rate(http.by_class[2], before.by_class[2]),
+        rate(http.by_class[3], before.by_class[3]),
+        rate(http.by_class[4], before.by_class[4]),
+        rate(http.by_class[5], before.by_class[5]),
+        rate(http.body_bytes, before.body_bytes) / 1e6,
+        http.refused,
+        http.timeouts,
+        stack.total_drops(),
+    );
+    (now, http)
 }

@@ -31,7 +31,8 @@ use bypass_stack::{
 };
 
 use crate::{
-    request::{self, Limits, Parsed},
+    metrics::Metrics,
+    request::{self, Limits, Method, Parsed},
     response::{self, Body, DateCache, Response},
     site::Site,
 };
@@ -136,6 +137,11 @@ pub struct HttpServer {
     open: Arc<AtomicUsize>,
     /// Where the counters go when the core stops.
     report: Arc<Mutex<HttpCounters>>,
+    /// Where the counters are published while running, and the metrics
+    /// page.
+    metrics: Arc<Metrics>,
+    /// This core's index, for its metrics.
+    core: usize,
     date: DateCache,
     /// Reusable response head.
     scratch: Vec<u8>,
@@ -167,6 +173,8 @@ impl HttpServer {
         config: Arc<HttpConfig>,
         open: Arc<AtomicUsize>,
         report: Arc<Mutex<HttpCounters>>,
+        metrics: Arc<Metrics>,
+        core: usize,
     ) -> Self {
         let head_room = config.limits.request_line + 2048;
         HttpServer {
@@ -174,6 +182,8 @@ impl HttpServer {
             config,
             open,
             report,
+            metrics,
+            core,
             date: DateCache::new(),
             scratch: Vec::with_capacity(head_room),
             head_room,
@@ -367,7 +377,18 @@ impl HttpServer {
                     // The response borrows the site, not the request, so
                     // the head buffer is free to move on.
                     let site = self.site.clone();
-                    let mut r = response::respond(&req, &site);
+                    let metrics = self.metrics.clone();
+                    let mut r = if req.method != Method::NotAllowed
+                        && metrics.serves(req.target, *conn.peer().ip())
+                    {
+                        let page = metrics.render();
+                        response::finish(
+                            &req,
+                            response::text(200, "text/plain; version=0.0.4; charset=utf-8", page),
+                        )
+                    } else {
+                        response::respond(&req, &site)
+                    };
                     if self.stopping {
                         r.close = true;
                         r.keep_alive = false;
@@ -446,6 +467,7 @@ impl HttpServer {
         self.open.fetch_sub(released, Ordering::Relaxed);
         self.counters.timeouts += timed_out;
         self.counters.by_class[4] += answered;
+        self.metrics.publish_http(self.core, &self.counters);
     }
 }
 
@@ -544,6 +566,7 @@ impl Handler for HttpServer {
 impl Drop for HttpServer {
     /// Hands the core's counters to the exit report.
     fn drop(&mut self) {
+        self.metrics.publish_http(self.core, &self.counters);
         if let Ok(mut total) = self.report.lock() {
             total.accumulate(&self.counters);
         }

@@ -287,6 +287,11 @@ impl Running {
         self.runtime.stopped()
     }
 
+    /// Every core's counters, published once a second while running.
+    pub fn live(&self) -> std::sync::Arc<crate::runtime::LiveCounters> {
+        self.runtime.live()
+    }
+
     /// One waker per core, in queue order: wakes a sleeping core for work
     /// handed to it from another thread.
     pub fn wakers(&self) -> &[Waker] {

@@ -10,7 +10,7 @@ use std::{
     os::fd::RawFd,
     sync::{
         atomic::{AtomicBool, Ordering},
-        mpsc, Arc, OnceLock,
+        mpsc, Arc, Mutex, OnceLock,
     },
     thread::JoinHandle,
     time::Duration,
@@ -129,14 +129,53 @@ struct Mailbox {
     spares: ArrayQueue<Vec<u8>>,
 }
 
+/// One core's counters as of its last publication.
+#[derive(Debug, Clone, Default)]
+pub struct CoreSnapshot {
+    pub counters: Counters,
+    /// TCP connections holding a slot (every state).
+    pub connections: usize,
+}
+
+/// Every core's counters while the stack runs, for metrics and the stats
+/// log: each core copies its own into its slot once a second (one
+/// uncontended lock per core per second, never per frame); readers take
+/// one slot at a time.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    cores: Vec<Mutex<CoreSnapshot>>,
+}
+
+impl LiveCounters {
+    fn new(cores: usize) -> Self {
+        LiveCounters {
+            cores: (0..cores).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// The latest snapshot of every core, in core order.
+    pub fn snapshot(&self) -> Vec<CoreSnapshot> {
+        self.cores
+            .iter()
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect()
+    }
+}
+
+/// How often a core publishes its counters.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
 /// How the cores of one interface reach each other: the NIC may deliver a
-/// frame to any queue, but a connection lives on one core.
+/// frame to any queue, but a connection lives on one core. Also where each
+/// core publishes its counters for the rest of the process.
 pub struct CrossCore {
     me: usize,
     mail: Arc<[Mailbox]>,
     wakers: Arc<OnceLock<Vec<Waker>>>,
     /// Cores handed frames this pass, woken once at its end.
     to_wake: u64,
+    live: Arc<LiveCounters>,
+    published_at: Option<Instant>,
 }
 
 impl CrossCore {
@@ -155,14 +194,35 @@ impl CrossCore {
             })
             .collect();
         let wakers = Arc::new(OnceLock::new());
+        let live = Arc::new(LiveCounters::new(cores));
         (0..cores)
             .map(|me| CrossCore {
                 me,
                 mail: mail.clone(),
                 wakers: wakers.clone(),
                 to_wake: 0,
+                live: live.clone(),
+                published_at: None,
             })
             .collect()
+    }
+
+    /// Copies this core's counters into its slot, once a second.
+    fn publish(&mut self, iface: &Interface, now: Instant) {
+        if self
+            .published_at
+            .is_some_and(|at| now.saturating_duration_since(at) < PUBLISH_EVERY)
+        {
+            return;
+        }
+        self.published_at = Some(now);
+        let snapshot = CoreSnapshot {
+            counters: iface.counters().clone(),
+            connections: iface.tcp().map_or(0, |s| s.connection_count()),
+        };
+        *self.live.cores[self.me]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = snapshot;
     }
 
     /// Copies `frame` into core `to`'s inbox; false when it is full.
@@ -327,6 +387,7 @@ fn run_passes<D: Device, A: App>(
             cross.wake();
         }
         handled += cross.receive(device, iface, now, BATCH);
+        cross.publish(iface, now);
         if let Some(shard) = iface.tcp_mut() {
             app.poll(shard, now);
         }
@@ -374,6 +435,7 @@ pub enum RuntimeError {
 /// The running cores. Dropping it stops and joins them.
 pub struct Runtime {
     stop: Arc<AtomicBool>,
+    live: Arc<LiveCounters>,
     threads: Vec<JoinHandle<io::Result<CoreReport>>>,
     /// One per core: `true` starts its loop, `false` (or a drop) ends it.
     go: Vec<mpsc::Sender<bool>>,
@@ -427,12 +489,15 @@ impl Runtime {
         let make_app = Arc::new(make_app);
         let clock = Clock::new();
         let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
+        let mut links = CrossCore::group(specs.len());
         let mut runtime = Runtime {
             stop: Arc::new(AtomicBool::new(false)),
+            live: links
+                .first()
+                .map_or_else(|| Arc::new(LiveCounters::default()), |l| l.live.clone()),
             threads: Vec::with_capacity(specs.len()),
             go: Vec::with_capacity(specs.len()),
         };
-        let mut links = CrossCore::group(specs.len());
         let first_link = links.first().map(|l| (l.wakers.clone(), l.mail.len()));
         for (i, &spec) in specs.iter().enumerate() {
             let announce = i == 0;
@@ -537,6 +602,11 @@ impl Runtime {
             let _ = wakers.set(by_spec);
         }
         Ok((runtime, ready))
+    }
+
+    /// Every core's counters, as published once a second while running.
+    pub fn live(&self) -> Arc<LiveCounters> {
+        self.live.clone()
     }
 
     /// Lets every core start its loop (after the caller has registered the

@@ -27,7 +27,7 @@ curl_code() { cli curl -s -o /dev/null --max-time 10 -w '%{http_code}' "$@"; }
 echo "== http: curl against bypass serve (2 queues)"
 "$LAB" up --queues 2 >/dev/null
 LOG="$ARTIFACTS/http-serve.log"
-if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --root "$SITE"; then pass "server starts"; else fail "server starts" "$(cat "$LOG")"; fi
+if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --root "$SITE" --metrics-path /metrics --metrics-allow 10.99.0.2/32 --stats-interval 1; then pass "server starts"; else fail "server starts" "$(cat "$LOG")"; fi
 check "start-up line names the site" grep -q "file(s)" "$LOG"
 
 body=$(cli curl -sS --max-time 10 -D "$ARTIFACTS/http-h1.txt" "$URL/" 2>&1)
@@ -97,6 +97,17 @@ hwm=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status" 2>/dev/null)
 check "  ... with the server's peak RSS bounded (${hwm:-?} KiB < 256 MiB)" test "${hwm:-999999999}" -lt 262144
 cached=$(grep -o '[0-9]* bytes cached' "$LOG" | cut -d' ' -f1)
 check "  ... and the file streamed, not cached (${cached:-?} bytes cached)" test "${cached:-2000000000}" -lt 1073741824
+
+echo "== http: metrics and the stats log"
+sleep 1.2 # cores publish their counters once a second
+metrics=$(cli curl -s --max-time 5 "$URL/metrics")
+check "GET /metrics from an allowed address: Prometheus text" grep -q '^# TYPE bypass_http_responses_total counter' <<<"$metrics"
+check "  ... with 2xx responses counted per core" grep -Eq '^bypass_http_responses_total\{core="[01]",class="2xx"\} [1-9]' <<<"$metrics"
+check "  ... and the stack's counters (frames, TCP connections, drops by reason)" bash -c "grep -q '^bypass_rx_frames_total{core=\"0\"} [1-9]' <<<'$metrics' && grep -q '^bypass_tcp_connections{core=' <<<'$metrics'"
+cli ip addr add 10.99.0.4/24 dev bpx1 2>/dev/null
+check "GET /metrics from another address: 404" test "$(curl_code --interface 10.99.0.4 "$URL/metrics")" = 404
+cli ip addr del 10.99.0.4/24 dev bpx1 2>/dev/null
+check "a stats line is logged every --stats-interval" grep -q "stats: .* req/s (2xx" "$LOG"
 
 echo "== http: load (wrk)"
 wrk_out=$(cli timeout 60 wrk -t 2 -c 256 -d 5s "$URL/" 2>&1)
