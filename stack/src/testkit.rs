@@ -1,6 +1,7 @@
 //! Frames a peer sends, built with the wire module, for tests, fuzzing
 //! seeds and benchmarks: an ARP request and an ICMP echo request, plus a
-//! parser for the echo replies the stack sends back.
+//! parser for the echo replies the stack sends back; and the engines and
+//! virtual-time stepping that the simulated-network tests share.
 
 use std::net::Ipv4Addr;
 
@@ -121,4 +122,58 @@ pub fn parse_arp(frame: &[u8]) -> Option<(EthernetAddress, ArpRepr)> {
     }
     let repr = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).ok()?).ok()?;
     Some((eth.dst_addr(), repr))
+}
+
+/// An interface that owns `ip` (/24), with the MAC 02:00:00:00:00:`mac_last`.
+pub fn host_config(ip: Ipv4Addr, mac_last: u8) -> crate::iface::InterfaceConfig {
+    crate::iface::InterfaceConfig {
+        mac: EthernetAddress([0x02, 0, 0, 0, 0, mac_last]),
+        ipv4: crate::ipv4::Ipv4Config {
+            addr: ip,
+            prefix_len: 24,
+            gateway: None,
+        },
+        owns_ip: true,
+        arp: arp::ArpConfig::default(),
+    }
+}
+
+/// A whole engine with TCP for `host_config(ip, mac_last)`, its ISN and
+/// SYN-cookie keys derived from `seed` (so runs replay exactly).
+pub fn tcp_engine(
+    ip: Ipv4Addr,
+    mac_last: u8,
+    tcp: crate::tcp::config::TcpConfig,
+    shard: crate::tcp::shard::ShardConfig,
+    seed: u64,
+) -> crate::iface::Interface {
+    crate::iface::Interface::new(host_config(ip, mac_last)).with_tcp(crate::tcp::shard::Shard::new(
+        tcp,
+        shard,
+        ip,
+        crate::tcp::isn::IsnGenerator::new([seed, !seed]),
+        crate::tcp::syncookie::SynCookies::new([[seed, 1], [2, seed]]),
+    ))
+}
+
+/// Moves virtual time to the earliest of the link's next delivery and the
+/// given deadlines, never standing still (a deadline at `now` was just
+/// handled); false when nothing is pending.
+pub fn advance(
+    link: &crate::driver::memlink::MemLink,
+    now: &mut crate::time::Instant,
+    deadlines: impl IntoIterator<Item = Option<crate::time::Instant>>,
+) -> bool {
+    let next = std::iter::once(link.next_delivery())
+        .chain(deadlines)
+        .flatten()
+        .min();
+    match next {
+        Some(t) => {
+            *now = t.max(*now + std::time::Duration::from_micros(1));
+            link.set_now(*now);
+            true
+        }
+        None => false,
+    }
 }

@@ -13,23 +13,19 @@ use std::{
 
 use bypass_stack::{
     api::events::{Conn, Core, EventApp, Handler},
-    arp::ArpConfig,
     driver::{
         memlink::{Faults, MemLink, MemPort},
         Device,
     },
-    iface::{Interface, InterfaceConfig},
-    ipv4::Ipv4Config,
+    iface::Interface,
     runtime::App,
     tcp::{
         config::TcpConfig,
         connection::Error,
-        isn::IsnGenerator,
-        shard::{ConnectionHandle, Shard, ShardConfig},
-        syncookie::SynCookies,
+        shard::{ConnectionHandle, ShardConfig},
     },
+    testkit,
     time::Instant,
-    wire::EthernetAddress,
 };
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
@@ -37,17 +33,9 @@ const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
 const ECHO: u16 = 7;
 
 fn engine(ip: Ipv4Addr, mac_last: u8, seed: u64) -> Interface {
-    Interface::new(InterfaceConfig {
-        mac: EthernetAddress([0x02, 0, 0, 0, 0, mac_last]),
-        ipv4: Ipv4Config {
-            addr: ip,
-            prefix_len: 24,
-            gateway: None,
-        },
-        owns_ip: true,
-        arp: ArpConfig::default(),
-    })
-    .with_tcp(Shard::new(
+    testkit::tcp_engine(
+        ip,
+        mac_last,
         TcpConfig {
             time_wait: Duration::from_millis(200),
             ..TcpConfig::default()
@@ -56,10 +44,8 @@ fn engine(ip: Ipv4Addr, mac_last: u8, seed: u64) -> Interface {
             max_connections: 256,
             ..ShardConfig::default()
         },
-        ip,
-        IsnGenerator::new([seed, !seed]),
-        SynCookies::new([[seed, 1], [2, seed]]),
-    ))
+        seed,
+    )
 }
 
 /// What a handler saw, in order, per connection.
@@ -324,22 +310,8 @@ impl Net {
     }
 
     fn advance(&mut self) -> bool {
-        let next = [
-            self.link.next_delivery(),
-            self.server.poll_at(self.now),
-            self.client.poll_at(self.now),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        match next {
-            Some(t) => {
-                self.now = t.max(self.now + Duration::from_micros(1));
-                self.link.set_now(self.now);
-                true
-            }
-            None => false,
-        }
+        let deadlines = [self.server.poll_at(self.now), self.client.poll_at(self.now)];
+        testkit::advance(&self.link, &mut self.now, deadlines)
     }
 
     /// Runs until `done` or nothing is pending.

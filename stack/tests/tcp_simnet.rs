@@ -10,20 +10,17 @@ use std::{
 };
 
 use bypass_stack::{
-    arp::ArpConfig,
     driver::{
         memlink::{Faults, MemLink, MemPort},
         Device,
     },
-    iface::{Interface, InterfaceConfig},
-    ipv4::Ipv4Config,
+    iface::Interface,
     tcp::{
         config::TcpConfig,
         connection::{Error, Events, State},
-        isn::IsnGenerator,
-        shard::{ConnectionHandle, Shard, ShardConfig},
-        syncookie::SynCookies,
+        shard::{ConnectionHandle, ShardConfig},
     },
+    testkit,
     time::Instant,
     wire::EthernetAddress,
 };
@@ -34,23 +31,7 @@ const ECHO: u16 = 7;
 const DISCARD: u16 = 9;
 
 fn engine(ip: Ipv4Addr, mac_last: u8, shard: ShardConfig, seed: u64) -> Interface {
-    Interface::new(InterfaceConfig {
-        mac: EthernetAddress([0x02, 0, 0, 0, 0, mac_last]),
-        ipv4: Ipv4Config {
-            addr: ip,
-            prefix_len: 24,
-            gateway: None,
-        },
-        owns_ip: true,
-        arp: ArpConfig::default(),
-    })
-    .with_tcp(Shard::new(
-        TcpConfig::default(),
-        shard,
-        ip,
-        IsnGenerator::new([seed, !seed]),
-        SynCookies::new([[seed, 1], [2, seed]]),
-    ))
+    testkit::tcp_engine(ip, mac_last, TcpConfig::default(), shard, seed)
 }
 
 /// One pass of a core: frames in, timers and output.
@@ -205,23 +186,8 @@ impl Net {
 
     /// Moves time to the next event; false when nothing is pending.
     fn advance(&mut self) -> bool {
-        let next = [
-            self.link.next_delivery(),
-            self.server.poll_at(self.now),
-            self.client.poll_at(self.now),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        match next {
-            Some(t) => {
-                // Never stand still: a deadline at `now` was just handled.
-                self.now = t.max(self.now + Duration::from_micros(1));
-                self.link.set_now(self.now);
-                true
-            }
-            None => false,
-        }
+        let deadlines = [self.server.poll_at(self.now), self.client.poll_at(self.now)];
+        testkit::advance(&self.link, &mut self.now, deadlines)
     }
 
     /// Resolves the server's MAC from the client (ARP over the link).

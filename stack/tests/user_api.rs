@@ -17,20 +17,17 @@ use bypass_stack::{
         events::{Conn, Core, EventApp, Handler},
         user::{HandleState, InitError, Stack, StackConfig, StackDevice, TcpConnection, UserError},
     },
-    arp::ArpConfig,
     driver::{
         memlink::Faults,
         threadlink::{ThreadLink, ThreadPort},
     },
     iface::InterfaceConfig,
-    ipv4::Ipv4Config,
     runtime::{CoreSpec, PollMode, Runtime, TcpSetup},
     tcp::{
         config::TcpConfig,
         connection::{Error, State},
         shard::ShardConfig,
     },
-    wire::EthernetAddress,
 };
 
 const STACK_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
@@ -50,16 +47,7 @@ fn turn() -> MutexGuard<'static, ()> {
 }
 
 fn iface(ip: Ipv4Addr, mac_last: u8) -> InterfaceConfig {
-    InterfaceConfig {
-        mac: EthernetAddress([0x02, 0, 0, 0, 0, mac_last]),
-        ipv4: Ipv4Config {
-            addr: ip,
-            prefix_len: 24,
-            gateway: None,
-        },
-        owns_ip: true,
-        arp: ArpConfig::default(),
-    }
+    bypass_stack::testkit::host_config(ip, mac_last)
 }
 
 fn tcp_setup() -> TcpSetup {
