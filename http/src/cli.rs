@@ -87,6 +87,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR[/PREFIX]", default_value = "127.0.0.1/32")]
     pub metrics_allow: Vec<crate::metrics::Prefix>,
 
+    /// Append an access log in Common Log Format to this file (each core
+    /// buffers its lines and writes them once a second).
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<std::path::PathBuf>,
+
     /// Seconds between the one-line stats logs (0: none).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub stats_interval: u64,

@@ -5,6 +5,7 @@
 //! per-core event API); it also answers ARP and ping for its address in
 //! owned-IP mode. TLS arrives on the same command.
 
+mod access_log;
 mod cli;
 mod metrics;
 mod request;

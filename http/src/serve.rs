@@ -83,6 +83,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         args.metrics_path.clone(),
         args.metrics_allow.clone(),
     ));
+    // Opened once here so a bad path is a start-up error; each core opens
+    // its own handle.
+    if let Some(path) = &args.access_log {
+        crate::access_log::open(path).with_context(|| format!("access log {}", path.display()))?;
+    }
+    let access_log = args.access_log.clone();
     let running = {
         let (site, http, open, report, metrics) = (
             site.clone(),
@@ -99,6 +105,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 report.clone(),
                 metrics.clone(),
                 queue as usize,
+                access_log.as_deref().and_then(|p| {
+                    crate::access_log::open(p)
+                        .inspect_err(|e| tracing::error!("access log {}: {e}", p.display()))
+                        .ok()
+                }),
             ))
         })?
     };

@@ -31,8 +31,9 @@ use bypass_stack::{
 };
 
 use crate::{
+    access_log::AccessLog,
     metrics::Metrics,
-    request::{self, Limits, Method, Parsed},
+    request::{self, Limits, Method, Parsed, Version},
     response::{self, Body, DateCache, Response},
     site::Site,
 };
@@ -142,6 +143,7 @@ pub struct HttpServer {
     metrics: Arc<Metrics>,
     /// This core's index, for its metrics.
     core: usize,
+    access_log: Option<AccessLog>,
     date: DateCache,
     /// Reusable response head.
     scratch: Vec<u8>,
@@ -175,6 +177,7 @@ impl HttpServer {
         report: Arc<Mutex<HttpCounters>>,
         metrics: Arc<Metrics>,
         core: usize,
+        access_log: Option<AccessLog>,
     ) -> Self {
         let head_room = config.limits.request_line + 2048;
         HttpServer {
@@ -184,6 +187,7 @@ impl HttpServer {
             report,
             metrics,
             core,
+            access_log,
             date: DateCache::new(),
             scratch: Vec::with_capacity(head_room),
             head_room,
@@ -360,6 +364,10 @@ impl HttpServer {
                 Parsed::Reject(r) => {
                     self.counters.requests += 1;
                     state.head.clear();
+                    if let Some(log) = self.access_log.as_mut() {
+                        let body = Response::rejected(r).body.len();
+                        log.record(*conn.peer().ip(), ("-", "", ""), r.status(), body);
+                    }
                     state.mid_request = false;
                     self.start_response(state, conn, Response::rejected(r));
                     // Go round: the Closing branch drains what follows.
@@ -392,6 +400,19 @@ impl HttpServer {
                     if self.stopping {
                         r.close = true;
                         r.keep_alive = false;
+                    }
+                    if let Some(log) = self.access_log.as_mut() {
+                        let version = match req.version {
+                            Version::Http10 => "HTTP/1.0",
+                            Version::Http11 => "HTTP/1.1",
+                        };
+                        let sent = if r.send_body { r.body.len() } else { 0 };
+                        log.record(
+                            *conn.peer().ip(),
+                            (req.method_token, req.target, version),
+                            r.status,
+                            sent,
+                        );
                     }
                     // The request is done with; its body may already be in
                     // the head buffer.
@@ -468,6 +489,9 @@ impl HttpServer {
         self.counters.timeouts += timed_out;
         self.counters.by_class[4] += answered;
         self.metrics.publish_http(self.core, &self.counters);
+        if let Some(log) = self.access_log.as_mut() {
+            log.flush();
+        }
     }
 }
 

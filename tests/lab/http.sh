@@ -10,6 +10,7 @@ source "$(dirname "$0")/lib.sh"
 PEER="$ROOT/tests/lab/http_peer.py"
 SITE="$ARTIFACTS/http-site"
 rm -rf "$SITE" && cp -r "$ROOT/www" "$SITE"
+rm -f "$ARTIFACTS/http-access.log"
 # A pre-compressed sibling, a file with a space in its name, and a symlink
 # that leaves the root (must never be served).
 gzip -9 -k "$SITE/style.css"
@@ -27,7 +28,7 @@ curl_code() { cli curl -s -o /dev/null --max-time 10 -w '%{http_code}' "$@"; }
 echo "== http: curl against bypass serve (2 queues)"
 "$LAB" up --queues 2 >/dev/null
 LOG="$ARTIFACTS/http-serve.log"
-if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --root "$SITE" --metrics-path /metrics --metrics-allow 10.99.0.2/32 --stats-interval 1; then pass "server starts"; else fail "server starts" "$(cat "$LOG")"; fi
+if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --root "$SITE" --metrics-path /metrics --metrics-allow 10.99.0.2/32 --stats-interval 1 --access-log "$ARTIFACTS/http-access.log"; then pass "server starts"; else fail "server starts" "$(cat "$LOG")"; fi
 check "start-up line names the site" grep -q "file(s)" "$LOG"
 
 body=$(cli curl -sS --max-time 10 -D "$ARTIFACTS/http-h1.txt" "$URL/" 2>&1)
@@ -120,6 +121,10 @@ stop_server
 check "SIGTERM: exit code 0" test "$SERVER_RC" = 0
 check "SIGTERM: XDP detached" no_xdp
 check "exit report counts the requests" grep -q "bypass: http: .*http_requests=[1-9]" "$LOG"
+ACCESS="$ARTIFACTS/http-access.log"
+check "access log: GET / logged in Common Log Format" grep -Eq '^10\.99\.0\.2 - - \[[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9:]{8} \+0000\] "GET / HTTP/1\.1" 200 [0-9]+$' "$ACCESS"
+check "  ... with the 404, the 405 and a rejected request (\"-\" 400)" bash -c "grep -q '\"GET /missing HTTP/1.1\" 404 ' '$ACCESS' && grep -q '\"POST / HTTP/1.1\" 405 ' '$ACCESS' && grep -q '\"-\" 400 ' '$ACCESS'"
+check "  ... a line for every request the server counted" bash -c "[ \"\$(wc -l <'$ACCESS')\" = \"\$(grep -o 'http_requests=[0-9]*' '$LOG' | cut -d= -f2)\" ]"
 
 echo "== http: the connection limit"
 LOG="$ARTIFACTS/http-limit.log"
