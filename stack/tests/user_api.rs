@@ -243,19 +243,23 @@ fn start_peer(port: ThreadPort, clients: Vec<Vec<u8>>) -> (PeerSide, Results) {
     )
 }
 
-/// The stack on `cores` ports of as many links, and the peer on the other
-/// end of the first (the others are idle links).
-fn start(faults: Faults, clients: Vec<Vec<u8>>) -> (Stack, PeerSide, Results) {
-    let (_link, stack_port, peer_port) = ThreadLink::new(faults, 7, 1514);
-    let stack = Stack::init(StackConfig {
+/// `Stack::init` on in-memory ports, one core each.
+fn init(ports: Vec<ThreadPort>) -> Result<Stack, InitError> {
+    Stack::init(StackConfig {
         device: StackDevice::Memory {
-            ports: vec![stack_port],
+            ports,
             iface: iface(STACK_IP, 1),
             poll: PollMode::default(),
         },
         tcp: tcp_setup(),
     })
-    .unwrap();
+}
+
+/// The stack on one in-memory link, and the peer (on its own core thread)
+/// on the other end.
+fn start(faults: Faults, clients: Vec<Vec<u8>>) -> (Stack, PeerSide, Results) {
+    let (_link, stack_port, peer_port) = ThreadLink::new(faults, 7, 1514);
+    let stack = init(vec![stack_port]).unwrap();
     let (peer, results) = start_peer(peer_port, clients);
     (stack, peer, results)
 }
@@ -278,14 +282,7 @@ fn init_twice_is_refused_and_allowed_again_after_shutdown() {
     let _t = turn();
     let (stack, _peer, _) = start(Faults::none(), Vec::new());
     let (_l, a, _b) = ThreadLink::new(Faults::none(), 1, 1514);
-    let second = Stack::init(StackConfig {
-        device: StackDevice::Memory {
-            ports: vec![a],
-            iface: iface(STACK_IP, 1),
-            poll: PollMode::default(),
-        },
-        tcp: tcp_setup(),
-    });
+    let second = init(vec![a]);
     assert!(matches!(second, Err(InitError::AlreadyInitialised)));
     assert!(second
         .err()
@@ -364,15 +361,7 @@ fn passive_opens_take_one_connection_each_and_receive_by_callback() {
     let expected = clients.clone();
     // Passive opens come first, then the peer connects.
     let (_link, stack_port, peer_port) = ThreadLink::new(Faults::none(), 3, 1514);
-    let stack = Stack::init(StackConfig {
-        device: StackDevice::Memory {
-            ports: vec![stack_port],
-            iface: iface(STACK_IP, 1),
-            poll: PollMode::default(),
-        },
-        tcp: tcp_setup(),
-    })
-    .unwrap();
+    let stack = init(vec![stack_port]).unwrap();
     let conns: Vec<Arc<TcpConnection>> = (0..8)
         .map(|_| Arc::new(stack.open_passive(HTTP).unwrap()))
         .collect();
@@ -565,15 +554,7 @@ fn active_opens_work_when_replies_land_on_another_core() {
     let _t = turn();
     let (_l0, stack0, mut peer0) = ThreadLink::new(Faults::none(), 11, 1514);
     let (_l1, stack1, mut peer1) = ThreadLink::new(Faults::none(), 12, 1514);
-    let stack = Stack::init(StackConfig {
-        device: StackDevice::Memory {
-            ports: vec![stack0, stack1],
-            iface: iface(STACK_IP, 1),
-            poll: PollMode::default(),
-        },
-        tcp: tcp_setup(),
-    })
-    .unwrap();
+    let stack = init(vec![stack0, stack1]).unwrap();
     assert_eq!(stack.cores(), 2);
     // The peer: one engine fed by both queues, driven by its own thread.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

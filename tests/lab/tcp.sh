@@ -87,19 +87,28 @@ stop_server
 check "SIGTERM: exit code 0" test "$SERVER_RC" = 0
 check "SIGTERM: XDP detached" no_xdp
 
+# active_opens QUEUES CONNECTIONS BYTES NAME: a fresh lab with QUEUES queues,
+# a kernel echo server for CONNECTIONS connections in bpx-cli, and inetd
+# opening them (dealt out over its cores), each echoing BYTES; LOG and
+# ES_LOG name the two logs, RC inetd's exit code.
+active_opens() {
+  local queues=$1 connections=$2 bytes=$3 name=$4
+  "$LAB" up --queues "$queues" >/dev/null
+  ES_LOG="$ARTIFACTS/tcp-echo-server-$name.log"
+  cli timeout 120 python3 "$PEER" echo-server 7777 "$connections" >"$ES_LOG" 2>&1 &
+  local es_pid=$!
+  for _ in $(seq 1 100); do grep -q listening "$ES_LOG" && break; sleep 0.05; done
+  LOG="$ARTIFACTS/tcp-active-$name.log"
+  "$LAB" exec srv timeout 120 "$INETD" --iface bpx0 --ip 10.99.0.1 --echo-to 10.99.0.2:7777 --bytes "$bytes" --connections "$connections" >"$LOG" 2>&1
+  RC=$?
+  wait "$es_pid"
+  check "inetd --echo-to --connections $connections exits 0 (rc=$RC)" test "$RC" = 0
+  check "$connections x $bytes bytes echoed back byte-exact" grep -q "$connections x $bytes bytes echoed byte-exact" "$LOG"
+  check "the kernel server saw all $connections close gracefully with options 7" test "$(grep -c "echo server: $bytes bytes .* graceful close, tcpi_options 7" "$ES_LOG")" = "$connections"
+}
+
 echo "== tcp: the stack as an active opener (1 queue)"
-"$LAB" up --queues 1 >/dev/null
-ES_LOG="$ARTIFACTS/tcp-echo-server.log"
-cli timeout 120 python3 "$PEER" echo-server 7777 1 >"$ES_LOG" 2>&1 &
-ES_PID=$!
-for _ in $(seq 1 100); do grep -q listening "$ES_LOG" && break; sleep 0.05; done
-LOG="$ARTIFACTS/tcp-active.log"
-"$LAB" exec srv timeout 120 "$INETD" --iface bpx0 --ip 10.99.0.1 --echo-to 10.99.0.2:7777 --bytes 16777216 >"$LOG" 2>&1
-rc=$?
-wait "$ES_PID"
-check "inetd --echo-to exits 0 (rc=$rc)" test "$rc" = 0
-check "16 MiB echoed back byte-exact" grep -q "1 x 16777216 bytes echoed byte-exact" "$LOG"
-check "kernel server saw 16 MiB, a graceful close and options 7" grep -q "echo server: 16777216 bytes .* graceful close, tcpi_options 7" "$ES_LOG"
+active_opens 1 1 16777216 1q
 check "no SYN waited for ARP (held, then sent)" bash -c "! grep -q 'tcp_no_route' '$LOG'"
 check "XDP detached" no_xdp
 
@@ -107,18 +116,7 @@ check "XDP detached" no_xdp
 # opened the connection: the receiving core hands them to the owner (by
 # ephemeral port), and ARP learned on one core is shared with the other.
 echo "== tcp: active opens from both cores of a 2-queue interface"
-"$LAB" up --queues 2 >/dev/null
-ES_LOG="$ARTIFACTS/tcp-echo-server-2q.log"
-cli timeout 120 python3 "$PEER" echo-server 7777 16 >"$ES_LOG" 2>&1 &
-ES_PID=$!
-for _ in $(seq 1 100); do grep -q listening "$ES_LOG" && break; sleep 0.05; done
-LOG="$ARTIFACTS/tcp-active-2q.log"
-"$LAB" exec srv timeout 120 "$INETD" --iface bpx0 --ip 10.99.0.1 --echo-to 10.99.0.2:7777 --bytes 1048576 --connections 16 >"$LOG" 2>&1
-rc=$?
-wait "$ES_PID"
-check "inetd --echo-to --connections 16 exits 0 (rc=$rc)" test "$rc" = 0
-check "16 x 1 MiB echoed back byte-exact" grep -q "16 x 1048576 bytes echoed byte-exact" "$LOG"
-check "the kernel server closed all 16 gracefully" test "$(grep -c 'echo server: 1048576 bytes .* graceful close, tcpi_options 7' "$ES_LOG")" = 16
+active_opens 2 16 1048576 2q
 fwd=$(grep -o "total: .*" "$LOG" | grep -o " forwarded_in=[0-9]*" | cut -d= -f2)
 check "replies crossed cores and were handed over (forwarded_in=${fwd:-none})" test "${fwd:-0}" -gt 0
 check "nothing dropped for a full hand-over queue" bash -c "! grep -q 'forward_queue_full' '$LOG'"
