@@ -139,8 +139,11 @@ def echo_server(port, count):
             total += len(b)
         opts = options(c)
         c.close()
-        print(f"echo server: {total} bytes from {addr[0]}:{addr[1]}, graceful close, tcpi_options {opts}", flush=True)
+        # One line per connection, whole: threads print under a lock.
+        with printing:
+            print(f"echo server: {total} bytes from {addr[0]}:{addr[1]}, graceful close, tcpi_options {opts}", flush=True)
 
+    printing = threading.Lock()
     threads = []
     for _ in range(count):
         c, addr = ls.accept()
