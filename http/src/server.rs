@@ -153,7 +153,6 @@ pub struct HttpServer {
     head_room: usize,
     /// Head buffers of closed connections.
     pool: Vec<Vec<u8>>,
-    live: usize,
     pub counters: HttpCounters,
     /// When timeouts were last swept.
     swept: Instant,
@@ -192,7 +191,6 @@ impl HttpServer {
             scratch: Vec::with_capacity(head_room),
             head_room,
             pool: Vec::new(),
-            live: 0,
             counters: HttpCounters::default(),
             swept: Instant::ZERO,
             stopping: false,
@@ -521,7 +519,6 @@ impl Handler for HttpServer {
             released: false,
         };
         state.head.clear();
-        self.live += 1;
         if self.open.fetch_add(1, Ordering::Relaxed) >= self.config.max_connections {
             // Over the limit: a clean 503 rather than a silent drop.
             self.counters.refused += 1;
@@ -556,7 +553,6 @@ impl Handler for HttpServer {
     }
 
     fn closed(&mut self, mut state: HttpConn, why: Option<Error>) {
-        self.live = self.live.saturating_sub(1);
         self.release(&mut state);
         if why.is_some() {
             self.counters.resets += 1;

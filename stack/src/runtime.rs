@@ -179,11 +179,6 @@ pub struct CrossCore {
 }
 
 impl CrossCore {
-    /// A lone core: nothing to hand over.
-    pub fn single() -> Self {
-        Self::group(1).pop().expect("one core")
-    }
-
     /// Links for `cores` cores, in order; their wakers are set once the
     /// devices exist.
     fn group(cores: usize) -> Vec<CrossCore> {
