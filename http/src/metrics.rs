@@ -232,6 +232,16 @@ impl Metrics {
                 c.tcp_syn_in
             }),
             (
+                "bypass_tcp_retransmits_total",
+                "TCP segments sent again (timeouts, fast retransmit, recovery).",
+                |c| c.tcp_retransmits,
+            ),
+            (
+                "bypass_tcp_refused_total",
+                "Connection attempts to a port nobody listens on (answered RST).",
+                |c| c.tcp_refused,
+            ),
+            (
                 "bypass_tcp_syncookies_sent_total",
                 "SYN cookies sent.",
                 |c| c.tcp_syncookies_sent,

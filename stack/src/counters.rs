@@ -81,6 +81,9 @@ pub struct Counters {
     pub tcp_syncookies_ok: u64,
     pub tcp_syncookies_failed: u64,
     pub tcp_refused: u64,
+    /// Segments TCP sent again (RFC 6298 timeouts, fast retransmit, SACK
+    /// recovery): loss on the path, or a peer too slow to acknowledge.
+    pub tcp_retransmits: u64,
     /// Frames handed to the core that owns them (a reply to another core's
     /// active open, or ARP shared with every core).
     pub forwarded_out: u64,
@@ -111,6 +114,7 @@ impl Default for Counters {
             tcp_syncookies_ok: 0,
             tcp_syncookies_failed: 0,
             tcp_refused: 0,
+            tcp_retransmits: 0,
             forwarded_out: 0,
             forwarded_in: 0,
             drops: [0; DropReason::COUNT],
@@ -159,6 +163,7 @@ impl Counters {
         self.tcp_syncookies_ok += other.tcp_syncookies_ok;
         self.tcp_syncookies_failed += other.tcp_syncookies_failed;
         self.tcp_refused += other.tcp_refused;
+        self.tcp_retransmits += other.tcp_retransmits;
         self.forwarded_out += other.forwarded_out;
         self.forwarded_in += other.forwarded_in;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
@@ -175,7 +180,7 @@ impl fmt::Display for Counters {
             "rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} arp_requests_in={} arp_replies_out={} \
              arp_replies_in={} arp_requests_out={} arp_resolve_failed={} icmp_echo_in={} icmp_echo_out={} \
              tcp_segments_in={} tcp_segments_out={} tcp_resets_out={} tcp_syn_in={} tcp_syncookies_sent={} \
-             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} forwarded_out={} forwarded_in={} drops={}",
+             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} tcp_retransmits={} forwarded_out={} forwarded_in={} drops={}",
             self.rx_frames,
             self.rx_bytes,
             self.tx_frames,
@@ -195,6 +200,7 @@ impl fmt::Display for Counters {
             self.tcp_syncookies_ok,
             self.tcp_syncookies_failed,
             self.tcp_refused,
+            self.tcp_retransmits,
             self.forwarded_out,
             self.forwarded_in,
             self.total_drops()

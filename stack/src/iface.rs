@@ -447,6 +447,7 @@ impl Interface {
             let (config, arp, held) = (&self.config, &mut self.arp, &mut self.held);
             shard.dispatch(now, |seg| out.send(tx, config, arp, held, now, seg));
             out.count(&mut self.counters);
+            self.counters.tcp_retransmits = shard.retransmits_total;
         }
         let mut requests = [Ipv4Addr::UNSPECIFIED; 16];
         let mut n = 0;

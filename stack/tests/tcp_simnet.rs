@@ -324,7 +324,23 @@ fn a_mebibyte_discarded_and_a_mebibyte_echoed_at_ten_percent_loss() {
             clients[1].got.is_empty() && clients[1].error.is_none(),
             "seed {seed}: discard"
         );
+        // Loss shows in the retransmit counters, shard and interface alike.
+        for iface in [&net.client, &net.server] {
+            let total = iface.tcp().unwrap().retransmits_total;
+            assert!(total > 0, "seed {seed}: retransmits counted");
+            assert_eq!(iface.counters().tcp_retransmits, total);
+        }
     }
+}
+
+#[test]
+fn a_clean_link_retransmits_nothing() {
+    let mut net = Net::new(Faults::default(), 5, ShardConfig::default());
+    let mut clients = vec![net.open(ECHO, pattern(256 << 10, 5))];
+    net.drive(&mut clients);
+    assert!(clients[0].got == clients[0].out);
+    assert_eq!(net.client.counters().tcp_retransmits, 0);
+    assert_eq!(net.server.counters().tcp_retransmits, 0);
 }
 
 /// With the SYN queue full every SYN gets a cookie; connections complete

@@ -653,6 +653,11 @@ impl Connection {
         std::mem::take(&mut self.events)
     }
 
+    /// Segments sent again so far (timeouts, fast retransmit, recovery).
+    pub fn retransmits(&self) -> u64 {
+        self.retransmits
+    }
+
     pub fn status(&self) -> Status {
         Status {
             state: self.state,

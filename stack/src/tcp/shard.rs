@@ -153,6 +153,8 @@ pub struct Shard {
     partition: (usize, usize),
     /// Connections closed over the shard's life (for tests and stats).
     pub closed_total: u64,
+    /// Segments retransmitted by every connection over the shard's life.
+    pub retransmits_total: u64,
 }
 
 impl std::fmt::Debug for Shard {
@@ -222,6 +224,7 @@ impl Shard {
             next_port: *EPHEMERAL.start(),
             partition: (0, 1),
             closed_total: 0,
+            retransmits_total: 0,
         }
     }
 
@@ -787,6 +790,7 @@ impl Shard {
                 continue;
             };
             let before = conn.state();
+            let retransmits = conn.retransmits();
             let peer_mac = slot.peer_mac;
             let dst = *conn.remote().ip();
             let result = conn.dispatch(now, |repr| {
@@ -797,6 +801,7 @@ impl Shard {
                 })
             });
             let after = conn.state();
+            self.retransmits_total += conn.retransmits() - retransmits;
             if let Some(buffers) = conn.shed_buffers() {
                 Self::keep_spare(&mut self.spare, buffers);
             }
