@@ -86,11 +86,13 @@ pub struct Request<'a> {
     /// takes precedence (RFC 9112 §3.2.2). Checked to hold only URI authority
     /// characters (no '/', no '@'); may be empty.
     pub host: Option<&'a str>,
-    pub if_none_match: Option<&'a str>,
+    /// Every If-None-Match line (a list field, RFC 9110 §13.1.2).
+    pub if_none_match: FieldLines<'a>,
     pub if_modified_since: Option<&'a str>,
     pub range: Option<&'a str>,
     pub if_range: Option<&'a str>,
-    pub accept_encoding: Option<&'a str>,
+    /// Every Accept-Encoding line (a list field, RFC 9110 §12.5.3).
+    pub accept_encoding: FieldLines<'a>,
     /// None also when the value is not UTF-8 (it is only logged).
     pub user_agent: Option<&'a str>,
     /// None also when the value is not UTF-8 (it is only logged).
@@ -100,6 +102,9 @@ pub struct Request<'a> {
     pub body_len: u64,
 }
 
+// A request is a few hundred bytes of borrowed slices, on the stack for one
+// call; boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Parsed<'a> {
     /// More bytes needed (and none of the limits is exceeded so far).
@@ -318,11 +323,11 @@ fn interpret<'a>(
         version,
         keep_alive: version == Version::Http11,
         host: None,
-        if_none_match: None,
+        if_none_match: FieldLines::default(),
         if_modified_since: None,
         range: None,
         if_range: None,
-        accept_encoding: None,
+        accept_encoding: FieldLines::default(),
         user_agent: None,
         referer: None,
         body_len: 0,
@@ -365,11 +370,11 @@ fn interpret<'a>(
                     keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            Field::IfNoneMatch => keep_first(&mut request.if_none_match, value)?,
+            Field::IfNoneMatch => request.if_none_match.push(value)?,
             Field::IfModifiedSince => keep_first(&mut request.if_modified_since, value)?,
             Field::Range => keep_first(&mut request.range, value)?,
             Field::IfRange => keep_first(&mut request.if_range, value)?,
-            Field::AcceptEncoding => keep_first(&mut request.accept_encoding, value)?,
+            Field::AcceptEncoding => request.accept_encoding.push(value)?,
             Field::UserAgent => keep_first_for_logs(&mut request.user_agent, value),
             Field::Referer => keep_first_for_logs(&mut request.referer, value),
         }
@@ -480,6 +485,54 @@ fn parse_content_length(value: &[u8]) -> Option<u64> {
 
 /// Keeps the first of repeated fields. The value must be UTF-8, since the
 /// server acts on it (obs-text is legal but nothing we serve would match it).
+/// The lines of a list-valued field. A sender may split a list over
+/// several lines, which mean the same as one line joining them with commas
+/// (RFC 9110 §5.3); kept without allocating, up to `FIELD_LINES` lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FieldLines<'a> {
+    lines: [&'a str; FIELD_LINES],
+    len: usize,
+}
+
+/// Lines kept of one list field; more is refused (400), since dropping
+/// some would change the answer.
+const FIELD_LINES: usize = 8;
+
+impl<'a> FieldLines<'a> {
+    fn push(&mut self, value: &'a [u8]) -> Result<(), Rejection> {
+        let value = std::str::from_utf8(value).map_err(|_| Rejection::BadRequest)?;
+        let slot = self.lines.get_mut(self.len).ok_or(Rejection::BadRequest)?;
+        *slot = value;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Lines as a parser would have collected them (for tests).
+    #[cfg(test)]
+    pub fn of(lines: &[&'a str]) -> FieldLines<'a> {
+        let mut out = FieldLines::default();
+        for line in lines {
+            out.push(line.as_bytes()).unwrap();
+        }
+        out
+    }
+
+    /// Whether the field was sent at all (even empty).
+    pub fn is_present(&self) -> bool {
+        self.len > 0
+    }
+
+    /// The list's members, trimmed, across every line; empty members
+    /// (`a, , b`) are skipped as §5.6.1 asks.
+    pub fn items(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.lines[..self.len]
+            .iter()
+            .flat_map(|line| line.split(','))
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+    }
+}
+
 fn keep_first<'a>(slot: &mut Option<&'a str>, value: &'a [u8]) -> Result<(), Rejection> {
     if slot.is_none() {
         *slot = Some(std::str::from_utf8(value).map_err(|_| Rejection::BadRequest)?);
@@ -543,9 +596,27 @@ mod tests {
         assert!(request.keep_alive);
         assert_eq!(request.host, Some("example.com"));
         assert_eq!(request.user_agent, Some("curl/8"));
-        assert_eq!(request.accept_encoding, Some("gzip, br"));
-        assert_eq!(request.if_none_match, None);
+        assert_eq!(
+            request.accept_encoding.items().collect::<Vec<_>>(),
+            ["gzip", "br"]
+        );
+        assert!(!request.if_none_match.is_present());
         assert_eq!(request.body_len, 0);
+    }
+
+    #[test]
+    fn list_fields_keep_every_line_up_to_a_bound() {
+        let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..FIELD_LINES {
+            head.extend_from_slice(format!("Accept-Encoding: c{i}\r\n").as_bytes());
+        }
+        let at_bound = [head.as_slice(), b"\r\n"].concat();
+        assert_eq!(
+            complete(&at_bound).0.accept_encoding.items().count(),
+            FIELD_LINES
+        );
+        head.extend_from_slice(b"Accept-Encoding: one-too-many\r\n\r\n");
+        assert_eq!(rejection(&head), Some(Rejection::BadRequest));
     }
 
     #[test]
@@ -555,7 +626,11 @@ mod tests {
             Range: bytes=0-1\r\nIf-Range: \"x\"\r\nReferer: http://r/\r\n\r\n";
         let (request, _) = complete(head);
         assert_eq!(request.method, Method::Head);
-        assert_eq!(request.if_none_match, Some("\"x\""));
+        assert_eq!(
+            request.if_none_match.items().collect::<Vec<_>>(),
+            ["\"x\"", "\"y\""],
+            "every line of a list field"
+        );
         assert_eq!(
             request.if_modified_since,
             Some("Sun, 06 Nov 1994 08:49:37 GMT")

@@ -12,7 +12,7 @@
 use std::{io::Write, ops::Range, sync::Arc, time::SystemTime};
 
 use crate::{
-    request::{Method, Rejection, Request, Version},
+    request::{FieldLines, Method, Rejection, Request, Version},
     site::{Entry, Lookup, Site},
 };
 
@@ -305,14 +305,16 @@ fn route<'a>(req: &Request<'_>, site: &'a Site) -> Response<'a> {
 /// Which stored representation `Accept-Encoding` allows (RFC 9110
 /// §12.5.3): brotli, then gzip, then the file itself.
 fn pick_encoding<'e>(
-    accept: Option<&str>,
+    accept: &FieldLines<'_>,
     entry: &'e Entry,
 ) -> Option<(&'static str, &'e Arc<[u8]>)> {
-    let accept = accept?;
+    if !accept.is_present() {
+        return None;
+    }
     // Each listed coding with its weight; `*` stands only for codings not
     // listed by name.
     let weight = |coding: &str| -> Option<f32> {
-        accept.split(',').find_map(|item| {
+        accept.items().find_map(|item| {
             let mut parts = item.split(';');
             let name = parts.next().unwrap_or("").trim();
             name.eq_ignore_ascii_case(coding).then(|| {
@@ -340,10 +342,9 @@ fn pick_encoding<'e>(
 }
 
 /// RFC 9110 §13.1.2: weak comparison of If-None-Match's list with our tag.
-fn none_match(header: &str, etag: &str, suffix: Option<&str>) -> bool {
+fn none_match(header: &FieldLines<'_>, etag: &str, suffix: Option<&str>) -> bool {
     let ours = etag.trim_start_matches("W/").trim_matches('"');
-    header.split(',').any(|t| {
-        let t = t.trim();
+    header.items().any(|t| {
         if t == "*" {
             return true;
         }
@@ -411,7 +412,7 @@ fn byte_range(header: &str, len: u64) -> Option<Result<Range<u64>, ()>> {
 
 fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
     let has_variants = entry.gzip.is_some() || entry.brotli.is_some();
-    let (encoding, data) = match pick_encoding(req.accept_encoding, entry) {
+    let (encoding, data) = match pick_encoding(&req.accept_encoding, entry) {
         Some((coding, data)) => (Some(coding), data),
         None => (None, &entry.body),
     };
@@ -428,10 +429,11 @@ fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
     };
     // Conditionals first (RFC 9110 §13.2.2): If-None-Match wins over
     // If-Modified-Since.
-    let unchanged = match (req.if_none_match, req.if_modified_since) {
-        (Some(inm), _) => none_match(inm, &entry.etag, suffix),
-        (None, Some(ims)) => not_modified_since(ims, entry.last_modified),
-        (None, None) => false,
+    let unchanged = if req.if_none_match.is_present() {
+        none_match(&req.if_none_match, &entry.etag, suffix)
+    } else {
+        req.if_modified_since
+            .is_some_and(|ims| not_modified_since(ims, entry.last_modified))
     };
     if unchanged {
         return Response {
@@ -513,12 +515,28 @@ mod tests {
 
     #[test]
     fn etag_matching_is_weak_and_knows_encodings() {
-        assert!(none_match("\"abc\"", "\"abc\"", None));
-        assert!(none_match("W/\"abc\", \"x\"", "\"abc\"", None));
-        assert!(none_match("*", "\"abc\"", None));
-        assert!(!none_match("\"abd\"", "\"abc\"", None));
-        assert!(none_match("\"abc-gz\"", "\"abc\"", Some("-gz")));
-        assert!(!none_match("\"abc\"", "\"abc\"", Some("-gz")));
+        assert!(none_match(&FieldLines::of(&["\"abc\""]), "\"abc\"", None));
+        assert!(none_match(
+            &FieldLines::of(&["W/\"abc\", \"x\""]),
+            "\"abc\"",
+            None
+        ));
+        assert!(none_match(&FieldLines::of(&["*"]), "\"abc\"", None));
+        assert!(!none_match(&FieldLines::of(&["\"abd\""]), "\"abc\"", None));
+        assert!(none_match(
+            &FieldLines::of(&["\"abc-gz\""]),
+            "\"abc\"",
+            Some("-gz")
+        ));
+        assert!(!none_match(
+            &FieldLines::of(&["\"abc\""]),
+            "\"abc\"",
+            Some("-gz")
+        ));
+        assert!(
+            none_match(&FieldLines::of(&["\"x\"", "\"abc\""]), "\"abc\"", None),
+            "a later line counts too"
+        );
     }
 
     #[test]
@@ -566,27 +584,41 @@ mod tests {
             brotli: Some(Arc::from(&b"br"[..])),
         };
         assert_eq!(
-            pick_encoding(Some("gzip, br"), &entry).map(|e| e.0),
+            pick_encoding(&FieldLines::of(&["gzip, br"]), &entry).map(|e| e.0),
             Some("br")
         );
         assert_eq!(
-            pick_encoding(Some("gzip"), &entry).map(|e| e.0),
+            pick_encoding(&FieldLines::of(&["gzip"]), &entry).map(|e| e.0),
             Some("gzip")
         );
         assert_eq!(
-            pick_encoding(Some("br;q=0, gzip"), &entry).map(|e| e.0),
+            pick_encoding(&FieldLines::of(&["br;q=0, gzip"]), &entry).map(|e| e.0),
             Some("gzip")
         );
-        assert_eq!(pick_encoding(Some("identity"), &entry).map(|e| e.0), None);
         assert_eq!(
-            pick_encoding(Some("gzip;q=0, br;Q=0, *"), &entry).map(|e| e.0),
+            pick_encoding(&FieldLines::of(&["identity"]), &entry).map(|e| e.0),
             None
         );
         assert_eq!(
-            pick_encoding(Some("br;q=0, *"), &entry).map(|e| e.0),
+            pick_encoding(&FieldLines::of(&["gzip;q=0, br;Q=0, *"]), &entry).map(|e| e.0),
+            None
+        );
+        assert_eq!(
+            pick_encoding(&FieldLines::of(&["br;q=0, *"]), &entry).map(|e| e.0),
             Some("gzip")
         );
-        assert_eq!(pick_encoding(Some("*"), &entry).map(|e| e.0), Some("br"));
-        assert_eq!(pick_encoding(None, &entry).map(|e| e.0), None);
+        assert_eq!(
+            pick_encoding(&FieldLines::of(&["*"]), &entry).map(|e| e.0),
+            Some("br")
+        );
+        assert_eq!(
+            pick_encoding(&FieldLines::of(&[]), &entry).map(|e| e.0),
+            None
+        );
+        assert_eq!(
+            pick_encoding(&FieldLines::of(&["br;q=0", "gzip"]), &entry).map(|e| e.0),
+            Some("gzip"),
+            "a list split over lines is one list"
+        );
     }
 }
