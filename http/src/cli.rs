@@ -29,15 +29,23 @@ pub enum Command {
 #[command(after_help = "Examples:\n  \
     bypass serve --iface bpx0 --ip 10.99.0.1                 # own 10.99.0.1 (no kernel address for it)\n  \
     bypass serve --iface eth0 --ip 203.0.113.7 --shared-ip   # share the host's address; SSH stays with the kernel\n  \
-    bypass serve --iface eth0 --ip 203.0.113.7/24 --queues 4 --cores 2-5 --zero-copy")]
+    bypass serve --iface eth0 --ip 203.0.113.7/24 --queues 4 --cores 2-5 --zero-copy\n  \
+    bypass serve --config /etc/bypass/bypass.toml            # the same flags, from a TOML file")]
 pub struct ServeArgs {
-    /// Network interface to serve on.
-    #[arg(long, value_name = "IF")]
-    pub iface: String,
+    /// Read settings from this TOML file: keys are these flags' long names
+    /// (`iface = "eth0"`, `max-connections = 1000`, `port = [80, 8080]`);
+    /// flags on the command line win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 
-    /// The stack's IPv4 address, with an optional prefix length (default /24).
-    #[arg(long, value_name = "ADDR[/PREFIX]", value_parser = parse_addr_prefix)]
-    pub ip: HostAddr,
+    /// Network interface to serve on (required, here or in --config).
+    #[arg(long, value_name = "IF", required_unless_present = "config")]
+    pub iface: Option<String>,
+
+    /// The stack's IPv4 address, with an optional prefix length (default
+    /// /24; required, here or in --config).
+    #[arg(long, value_name = "ADDR[/PREFIX]", value_parser = parse_addr_prefix, required_unless_present = "config")]
+    pub ip: Option<HostAddr>,
 
     /// Router for destinations off the local prefix.
     #[arg(long, value_name = "ADDR")]
@@ -96,6 +104,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub stats_interval: u64,
 
+    /// Seconds between looks for changes under --root; a change is loaded
+    /// once it has held still for one look (0: load the site only at start).
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    pub reload_interval: u64,
+
     /// Files larger than this are streamed from disk instead of cached.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_cached_file: u64,
@@ -136,7 +149,7 @@ pub struct HostAddr {
     pub prefix_len: u8,
 }
 
-fn parse_addr_prefix(s: &str) -> Result<HostAddr, String> {
+pub(crate) fn parse_addr_prefix(s: &str) -> Result<HostAddr, String> {
     let (addr, prefix) = match s.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
@@ -161,7 +174,7 @@ fn parse_addr_prefix(s: &str) -> Result<HostAddr, String> {
     })
 }
 
-fn parse_frame_size(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_frame_size(s: &str) -> Result<u32, String> {
     match s {
         "2048" => Ok(2048),
         "4096" => Ok(4096),
@@ -173,7 +186,7 @@ fn parse_frame_size(s: &str) -> Result<u32, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
 
-fn parse_cpus(s: &str) -> Result<CpuList, String> {
+pub(crate) fn parse_cpus(s: &str) -> Result<CpuList, String> {
     bypass_stack::host::parse_cpu_list(s).map(CpuList)
 }
 
@@ -230,7 +243,7 @@ mod tests {
         ])
         .unwrap();
         let Command::Serve(a) = cli.command;
-        assert_eq!(a.iface, "bpx0");
+        assert_eq!(a.iface.as_deref(), Some("bpx0"));
         assert_eq!(a.queues, Some(2));
         assert_eq!(a.cores, Some(CpuList(vec![0, 1])));
         assert_eq!(a.ports, vec![80, 443]);

@@ -7,17 +7,20 @@
 
 mod access_log;
 mod cli;
+mod config;
 mod metrics;
+mod reload;
 mod request;
 mod response;
 mod serve;
 mod server;
 mod site;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -28,7 +31,11 @@ fn main() -> std::process::ExitCode {
         .with_target(false)
         .init();
     match cli.command {
-        cli::Command::Serve(args) => match serve::run(&args) {
+        cli::Command::Serve(mut args) => match matches
+            .subcommand_matches("serve")
+            .map_or(Ok(()), |sub| config::apply(&mut args, sub))
+            .and_then(|()| serve::run(&args))
+        {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("bypass: error: {e:#}");

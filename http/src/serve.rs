@@ -23,13 +23,20 @@ use bypass_stack::{
 use crate::{
     cli::ServeArgs,
     metrics::Metrics,
+    reload::{self, SharedSite, SiteHandle},
     request::Limits,
     server::{HttpConfig, HttpCounters, HttpServer},
     site::Site,
 };
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let host = args.ip;
+    let iface = args
+        .iface
+        .as_deref()
+        .context("--iface is required (on the command line or in --config)")?;
+    let host = args
+        .ip
+        .context("--ip is required (on the command line or in --config)")?;
     let (addr, prefix_len) = (host.addr, host.prefix_len);
     let config = LaunchConfig {
         prefix_len,
@@ -47,7 +54,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         tcp_ports: args.ports.clone(),
         umem_frames: args.umem_frames,
         frame_size: args.frame_size,
-        ..LaunchConfig::new(&args.iface, addr)
+        ..LaunchConfig::new(iface, addr)
     };
 
     // Signals first, so a SIGTERM during start-up still stops us cleanly.
@@ -60,9 +67,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
 
+    // Fingerprint first: a change made during the load is seen later.
+    let fingerprint = Site::fingerprint(&args.root)?;
     let site = Site::load(&args.root, args.max_cached_file)?;
     let (files, bytes) = site.stats();
-    let site = Arc::new(site);
+    let site = SharedSite::new(site);
     let http = Arc::new(HttpConfig {
         ports: args.ports.clone(),
         limits: Limits::default(),
@@ -99,7 +108,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         );
         Running::start_with(&config, Some(tcp), move |queue| {
             EventApp::new(HttpServer::new(
-                site.clone(),
+                SiteHandle::new(site.clone()),
                 http.clone(),
                 open.clone(),
                 report.clone(),
@@ -130,6 +139,21 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         if args.busy_poll { "busy" } else { "adaptive" },
         args.ports,
     );
+    let reload_stop = Arc::new(AtomicBool::new(false));
+    let reloader = if args.reload_interval > 0 {
+        let watcher = reload::Watcher::new(args.root.clone(), args.max_cached_file, fingerprint);
+        Some(
+            reload::spawn(
+                watcher,
+                Duration::from_secs(args.reload_interval),
+                site.clone(),
+                reload_stop.clone(),
+            )
+            .context("starting the site reload thread")?,
+        )
+    } else {
+        None
+    };
     let stats_every = Duration::from_secs(args.stats_interval);
     let mut last_stats = (std::time::Instant::now(), HttpCounters::default());
     while !stop.load(std::sync::atomic::Ordering::Relaxed) && !running.failed() {
@@ -141,6 +165,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let failed = running.failed() && !stop.load(std::sync::atomic::Ordering::Relaxed);
     let iface = running.interface().name.clone();
     let report = running.stop();
+    reload_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(reloader) = reloader {
+        let _ = reloader.join();
+    }
 
     let mut total = Counters::default();
     let mut device = DeviceCounters::default();
@@ -188,7 +216,7 @@ fn log_stats(
     let (stack, connections) = metrics.stack_total();
     let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs;
     tracing::info!(
-        "stats: {connections} TCP connection(s), {:.0} req/s (2xx {:.0}/s, 3xx {:.0}/s, 4xx {:.0}/s, 5xx {:.0}/s), {:.1} MB/s out, {} refused, {} timeouts, {} drops",
+        "stats: {connections} TCP connection(s), {:.0} req/s (2xx {:.0}/s, 3xx {:.0}/s, 4xx {:.0}/s, 5xx {:.0}/s), {:.1} MB/s out, {} refused, {} timeouts, {} retransmits, {} drops",
         rate(http.requests, before.requests),
         rate(http.by_class[2], before.by_class[2]),
         rate(http.by_class[3], before.by_class[3]),
@@ -197,6 +225,7 @@ fn log_stats(
         rate(http.body_bytes, before.body_bytes) / 1e6,
         http.refused,
         http.timeouts,
+        stack.tcp_retransmits,
         stack.total_drops(),
     );
     (now, http)

@@ -33,9 +33,9 @@ use bypass_stack::{
 use crate::{
     access_log::AccessLog,
     metrics::Metrics,
+    reload::SiteHandle,
     request::{self, Limits, Method, Parsed, Version},
     response::{self, Body, DateCache, Response},
-    site::Site,
 };
 
 /// Settings shared by every core.
@@ -132,7 +132,8 @@ pub struct HttpConn {
 
 /// The per-core server.
 pub struct HttpServer {
-    site: Arc<Site>,
+    /// The site, switched to a reloaded one between events.
+    site: SiteHandle,
     config: Arc<HttpConfig>,
     /// Connections open on every core (touched on accept and close only).
     open: Arc<AtomicUsize>,
@@ -170,7 +171,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl HttpServer {
     pub fn new(
-        site: Arc<Site>,
+        site: SiteHandle,
         config: Arc<HttpConfig>,
         open: Arc<AtomicUsize>,
         report: Arc<Mutex<HttpCounters>>,
@@ -382,7 +383,7 @@ impl HttpServer {
                     let body_len = req.body_len;
                     // The response borrows the site, not the request, so
                     // the head buffer is free to move on.
-                    let site = self.site.clone();
+                    let site = self.site.site().clone();
                     let metrics = self.metrics.clone();
                     let mut r = if req.method != Method::NotAllowed
                         && metrics.serves(req.target, *conn.peer().ip())
@@ -563,6 +564,9 @@ impl Handler for HttpServer {
     }
 
     fn poll(&mut self, core: &mut Core<'_, HttpConn>) {
+        if self.site.refresh() {
+            tracing::debug!(core = self.core, "serving the reloaded site");
+        }
         self.sweep(core);
     }
 

@@ -25,6 +25,9 @@ const MAX_DEPTH: usize = 64;
 pub struct Site {
     files: HashMap<String, Entry>,
     dirs: HashSet<String>,
+    /// Each directory's key to its index.html's key, so answering "/dir/"
+    /// builds no string.
+    indexes: HashMap<String, String>,
     total_bytes: u64,
 }
 
@@ -112,21 +115,48 @@ impl Site {
         fs::read_dir(&canonical_root)
             .with_context(|| format!("site root {}: cannot list", root.display()))?;
 
-        let mut loader = Loader {
-            root: canonical_root.clone(),
-            max_file,
-            // One clock reading for the whole load keeps clamping consistent.
-            now: SystemTime::now(),
-            site: Site {
-                files: HashMap::new(),
-                dirs: HashSet::new(),
-                total_bytes: 0,
-            },
-        };
+        let mut loader = Loader::new(canonical_root.clone(), max_file, None);
         loader.walk(canonical_root);
         let mut site = loader.site;
         site.attach_precompressed();
+        site.indexes = site
+            .dirs
+            .iter()
+            .filter_map(|dir| {
+                let index = if dir.is_empty() {
+                    "index.html".to_owned()
+                } else {
+                    format!("{dir}/index.html")
+                };
+                site.files
+                    .contains_key(&index)
+                    .then(|| (dir.clone(), index))
+            })
+            .collect();
         Ok(site)
+    }
+
+    /// A digest of what `load` would see under `root`, without reading any
+    /// file: every directory's key, every file's key, real path, length,
+    /// mtime, ctime and inode. Equal digests mean nothing a visitor could
+    /// notice changed; `reload` compares them to decide when to load
+    /// again. The walk is `load`'s own (same symlink and depth rules), with
+    /// its warnings silenced: they were given when the site was loaded.
+    pub fn fingerprint(root: &Path) -> anyhow::Result<u64> {
+        let canonical_root = fs::canonicalize(root)
+            .with_context(|| format!("site root {}: cannot open", root.display()))?;
+        fs::read_dir(&canonical_root)
+            .with_context(|| format!("site root {}: cannot list", root.display()))?;
+        let mut loader = Loader::new(canonical_root.clone(), 0, Some(0));
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            loader.walk(canonical_root)
+        });
+        let dirs = loader
+            .site
+            .dirs
+            .iter()
+            .fold(0u64, |sum, key| sum.wrapping_add(digest(&("dir", key))));
+        Ok(loader.fingerprint.unwrap_or(0).wrapping_add(dirs))
     }
 
     /// Number of files and total bytes cached (for the start-up log line).
@@ -151,36 +181,41 @@ impl Site {
             Some((path, query)) => (path, Some(query)),
             None => (target, None),
         };
+        // Most targets are plain ("/", "/a/b.css", "/docs/"): their key is
+        // the path itself, found without building a string.
+        if let Some((key, wants_dir)) = plain_key(raw_path) {
+            return self.find(key, wants_dir, query);
+        }
         let Some(decoded) = percent_decode(raw_path) else {
             return Lookup::BadRequest;
         };
         let Some(resolved) = resolve(&decoded) else {
             return Lookup::BadRequest;
         };
+        self.find(&resolved.key, resolved.wants_dir, query)
+    }
 
-        if let Some(entry) = self.files.get(&resolved.key) {
+    /// What to serve for a normalized key.
+    fn find(&self, key: &str, wants_dir: bool, query: Option<&str>) -> Lookup<'_> {
+        if let Some(entry) = self.files.get(key) {
             // "/file.html/" names a directory that does not exist.
-            return if resolved.wants_dir {
+            return if wants_dir {
                 Lookup::NotFound
             } else {
                 Lookup::File(entry)
             };
         }
-        if !self.dirs.contains(&resolved.key) {
+        if !self.dirs.contains(key) {
             return Lookup::NotFound;
         }
-        if resolved.wants_dir {
-            let index = if resolved.key.is_empty() {
-                "index.html".to_owned()
-            } else {
-                format!("{}/index.html", resolved.key)
-            };
+        if wants_dir {
             return self
-                .files
-                .get(&index)
+                .indexes
+                .get(key)
+                .and_then(|index| self.files.get(index))
                 .map_or(Lookup::NotFound, Lookup::File);
         }
-        Lookup::Redirect(redirect_location(&resolved.key, query))
+        Lookup::Redirect(redirect_location(key, query))
     }
 
     /// Gives each entry the bytes of its `name.gz` / `name.br` neighbour, so
@@ -207,13 +242,23 @@ impl Site {
     }
 }
 
-/// The state of one `Site::load` walk.
+/// The state of one `Site::load` (or `Site::fingerprint`) walk.
 struct Loader {
     /// Canonical; every admitted path must lie under it.
     root: PathBuf,
     max_file: u64,
     now: SystemTime,
     site: Site,
+    /// Some: only fingerprint the files (an order-independent sum of one
+    /// digest per file), read none.
+    fingerprint: Option<u64>,
+}
+
+/// One value's SipHash with fixed keys (stable within a process, which is
+/// all a fingerprint is compared across).
+fn digest(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
 }
 
 /// A directory still to read: its canonical path, its key, and the canonical
@@ -225,6 +270,22 @@ struct PendingDir {
 }
 
 impl Loader {
+    fn new(root: PathBuf, max_file: u64, fingerprint: Option<u64>) -> Loader {
+        Loader {
+            root,
+            max_file,
+            // One clock reading for the whole load keeps clamping consistent.
+            now: SystemTime::now(),
+            site: Site {
+                files: HashMap::new(),
+                dirs: HashSet::new(),
+                indexes: HashMap::new(),
+                total_bytes: 0,
+            },
+            fingerprint,
+        }
+    }
+
     fn walk(&mut self, root: PathBuf) {
         let mut pending = vec![PendingDir {
             path: root,
@@ -278,7 +339,18 @@ impl Loader {
                         });
                     }
                 } else if metadata.is_file() {
-                    self.load_file(&real_path, key);
+                    if let Some(sum) = self.fingerprint.as_mut() {
+                        use std::os::unix::fs::MetadataExt;
+                        let stamp = (
+                            metadata.len(),
+                            (metadata.mtime(), metadata.mtime_nsec()),
+                            (metadata.ctime(), metadata.ctime_nsec()),
+                            (metadata.dev(), metadata.ino()),
+                        );
+                        *sum = sum.wrapping_add(digest(&(&key, &real_path, stamp)));
+                    } else {
+                        self.load_file(&real_path, key);
+                    }
                 }
                 // FIFOs, sockets and devices are not content; ignore them.
             }
@@ -449,6 +521,26 @@ struct Resolved {
     wants_dir: bool,
 }
 
+/// The key and wants-dir of a path that needs no decoding or normalizing:
+/// no escapes, no backslash, no empty or dot segments (a trailing '/'
+/// aside). What `resolve(percent_decode(path))` would give, without
+/// allocating; None sends the path the long way.
+fn plain_key(path: &str) -> Option<(&str, bool)> {
+    let rest = path.strip_prefix('/')?;
+    let (key, wants_dir) = match rest.strip_suffix('/') {
+        Some(key) => (key, true),
+        None => (rest, rest.is_empty()),
+    };
+    if key.is_empty() {
+        return wants_dir.then_some(("", true));
+    }
+    let plain = !key.bytes().any(|b| b == b'%' || b == b'\\')
+        && key
+            .split('/')
+            .all(|segment| !matches!(segment, "" | "." | ".."));
+    plain.then_some((key, wants_dir))
+}
+
 /// Removes empty and dot segments. None when ".." would climb above the root
 /// (RFC 3986 would clamp it silently; a client sending it is broken or probing).
 fn resolve(decoded: &str) -> Option<Resolved> {
@@ -556,15 +648,15 @@ fn content_type(key: &str) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod testdir {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
+    pub struct TempDir(pub PathBuf);
 
     impl TempDir {
-        fn new() -> TempDir {
+        pub fn new() -> TempDir {
             static COUNTER: AtomicUsize = AtomicUsize::new(0);
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let path =
@@ -574,14 +666,14 @@ mod tests {
             TempDir(path)
         }
 
-        fn write(&self, relative: &str, contents: &[u8]) -> PathBuf {
+        pub fn write(&self, relative: &str, contents: &[u8]) -> PathBuf {
             let path = self.0.join(relative);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(&path, contents).unwrap();
             path
         }
 
-        fn site(&self) -> Site {
+        pub fn site(&self) -> Site {
             Site::load(&self.0, 1 << 20).unwrap()
         }
     }
@@ -590,6 +682,40 @@ mod tests {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::testdir::TempDir;
+
+    /// The allocation-free path agrees with decoding and normalizing on
+    /// every path it takes, over every short path from a small alphabet.
+    #[test]
+    fn the_plain_fast_path_matches_the_full_one() {
+        let alphabet = ["a", "b.c", "/", ".", "..", "%2e", "\\", "%41"];
+        let mut paths = vec![String::from("/")];
+        let mut taken = 0;
+        for _ in 0..5 {
+            let longer: Vec<String> = paths
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |piece| format!("{p}{piece}")))
+                .collect();
+            paths.extend(longer);
+            paths.dedup();
+        }
+        for path in &paths {
+            let Some((key, wants_dir)) = plain_key(path) else {
+                continue;
+            };
+            taken += 1;
+            let full = percent_decode(path).and_then(|d| resolve(&d));
+            let full = full.map(|r| (r.key, r.wants_dir));
+            assert_eq!(full, Some((key.to_owned(), wants_dir)), "{path}");
+        }
+        assert!(taken > 100, "the fast path is taken ({taken})");
     }
 
     #[track_caller]

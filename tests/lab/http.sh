@@ -28,7 +28,7 @@ curl_code() { cli curl -s -o /dev/null --max-time 10 -w '%{http_code}' "$@"; }
 echo "== http: curl against bypass serve (2 queues)"
 "$LAB" up --queues 2 >/dev/null
 LOG="$ARTIFACTS/http-serve.log"
-if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --root "$SITE" --metrics-path /metrics --metrics-allow 10.99.0.2/32 --stats-interval 1 --access-log "$ARTIFACTS/http-access.log"; then pass "server starts"; else fail "server starts" "$(cat "$LOG")"; fi
+if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --root "$SITE" --metrics-path /metrics --metrics-allow 10.99.0.2/32 --stats-interval 1 --reload-interval 1 --access-log "$ARTIFACTS/http-access.log"; then pass "server starts"; else fail "server starts" "$(cat "$LOG")"; fi
 check "start-up line names the site" grep -q "file(s)" "$LOG"
 
 body=$(cli curl -sS --max-time 10 -D "$ARTIFACTS/http-h1.txt" "$URL/" 2>&1)
@@ -59,6 +59,28 @@ check "Range past the end: 416" test "$(curl_code -r 9999999- "$URL/")" = 416
 check "Accept-Encoding gzip: the .gz sibling, with Vary" bash -c "'$LAB' exec cli curl -s -D - -o /dev/null -H 'Accept-Encoding: gzip' $URL/style.css | tr -d '\r' | grep -qi '^content-encoding: gzip' && '$LAB' exec cli curl -s -D - -o /dev/null -H 'Accept-Encoding: gzip' $URL/style.css | grep -qi '^vary: accept-encoding'"
 check "  ... which curl --compressed decodes to the file" bash -c "'$LAB' exec cli curl -s --compressed $URL/style.css | cmp - '$SITE/style.css'"
 check "a symlink leaving the root is not served (404)" test "$(curl_code "$URL/passwd")" = 404
+
+echo "== http: the site reloads when its files change"
+# wait_for SECS CMD...: polls CMD until it succeeds.
+wait_for() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.2
+  done
+}
+about_etag=$(cli curl -s -D - -o /dev/null "$URL/about/" | grep -i '^etag:' | cut -d' ' -f2 | tr -d '\r')
+cp "$SITE/about/index.html" "$ARTIFACTS/http-about.orig"
+sed -i 's/About this demo/About this reloaded demo/' "$SITE/about/index.html"
+echo "fresh" >"$SITE/fresh.txt"
+rm "$SITE/hello world.txt"
+check "an edited page is served within seconds (--reload-interval 1)" wait_for 15 bash -c "'$LAB' exec cli curl -s $URL/about/ | grep -q 'About this reloaded demo'"
+check "  ... a new file is found" bash -c "'$LAB' exec cli curl -s $URL/fresh.txt | grep -q fresh"
+check "  ... a removed one is gone (404)" test "$(curl_code "$URL/hello%20world.txt")" = 404
+check "  ... the page's old ETag no longer matches (200)" test "$(curl_code -H "If-None-Match: $about_etag" "$URL/about/")" = 200
+check "  ... and the reload is logged" grep -q "reloaded: .* file(s)" "$LOG"
+cp "$ARTIFACTS/http-about.orig" "$SITE/about/index.html"
 
 echo "== http: raw sockets (pipelining, split requests, exact codes)"
 out=$(hpeer pipeline 50 2>&1); if [ $? = 0 ]; then pass "$out"; else fail "pipeline 50" "$out"; fi
@@ -104,7 +126,7 @@ sleep 1.2 # cores publish their counters once a second
 metrics=$(cli curl -s --max-time 5 "$URL/metrics")
 check "GET /metrics from an allowed address: Prometheus text" grep -q '^# TYPE bypass_http_responses_total counter' <<<"$metrics"
 check "  ... with 2xx responses counted per core" grep -Eq '^bypass_http_responses_total\{core="[01]",class="2xx"\} [1-9]' <<<"$metrics"
-check "  ... and the stack's counters (frames, TCP connections, drops by reason)" bash -c "grep -q '^bypass_rx_frames_total{core=\"0\"} [1-9]' <<<'$metrics' && grep -q '^bypass_tcp_connections{core=' <<<'$metrics'"
+check "  ... and the stack's counters (frames, TCP connections, retransmits)" bash -c "grep -q '^bypass_rx_frames_total{core=\"0\"} [1-9]' <<<'$metrics' && grep -q '^bypass_tcp_connections{core=' <<<'$metrics' && grep -q '^bypass_tcp_retransmits_total{core=\"0\"} [0-9]' <<<'$metrics'"
 cli ip addr add 10.99.0.4/24 dev bpx1 2>/dev/null
 check "GET /metrics from another address: 404" test "$(curl_code --interface 10.99.0.4 "$URL/metrics")" = 404
 cli ip addr del 10.99.0.4/24 dev bpx1 2>/dev/null
@@ -128,7 +150,15 @@ check "  ... a line for every request the server counted" bash -c "[ \"\$(wc -l 
 
 echo "== http: the connection limit"
 LOG="$ARTIFACTS/http-limit.log"
-start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --root "$SITE" --max-connections 2 || fail "server starts (--max-connections 2)" "$(cat "$LOG")"
+# Started from a config file this time (the flags as TOML keys).
+cat >"$ARTIFACTS/http-limit.toml" <<EOF
+iface = "bpx0"
+ip = "10.99.0.1/24"
+root = "$SITE"
+port = [80]
+max-connections = 2
+EOF
+start_server "$LOG" --config "$ARTIFACTS/http-limit.toml" || fail "server starts (--config with max-connections = 2)" "$(cat "$LOG")"
 codes=$(for i in $(seq 1 10); do curl_code -H 'Connection: close' "$URL/"; echo; done | sort | uniq -c | tr -s ' ')
 check "10 requests that the server closes first (then TIME-WAIT) do not use up --max-connections 2 (${codes})" bash -c "grep -q '^ 10 200$' <<<'$codes'"
 limit_out=$(cli timeout 30 python3 - <<'PY' 2>&1

@@ -1,0 +1,291 @@
+//! `--config FILE`: the `serve` flags as a TOML file, for a service that
+//! should not carry twenty flags in its unit file.
+//!
+//! Keys are the long flags without the dashes in front (`max-connections =
+//! 1000`, `shared-ip = true`, `port = [80, 8080]`), and every value goes
+//! through the same parser as its flag, so a file can express exactly what
+//! a command line can. A flag given on the command line wins over the file;
+//! the file wins over the defaults. Unknown keys are errors (a typo must
+//! not silently fall back to a default). Relative paths in the file
+//! (`root`, `access-log`) are taken from the file's directory, so a site
+//! and its config can move together.
+
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{anyhow, Context};
+use clap::{parser::ValueSource, ArgMatches};
+use serde::Deserialize;
+
+use crate::cli::{self, ServeArgs};
+
+/// One value or a list, as a repeatable flag allows.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// A CPU list as the flag spells it ("0,2", "2-5") or as a TOML array.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Cpus {
+    Spelled(String),
+    List(Vec<usize>),
+}
+
+/// The file, as written: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ConfigFile {
+    iface: Option<String>,
+    ip: Option<String>,
+    gateway: Option<Ipv4Addr>,
+    queues: Option<u32>,
+    cores: Option<Cpus>,
+    root: Option<PathBuf>,
+    port: Option<OneOrMany<u16>>,
+    max_connections: Option<usize>,
+    header_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    metrics_path: Option<String>,
+    metrics_allow: Option<OneOrMany<String>>,
+    access_log: Option<PathBuf>,
+    stats_interval: Option<u64>,
+    reload_interval: Option<u64>,
+    max_cached_file: Option<u64>,
+    busy_poll: Option<bool>,
+    shared_ip: Option<bool>,
+    zero_copy: Option<bool>,
+    generic_xdp: Option<bool>,
+    umem_frames: Option<u32>,
+    frame_size: Option<u32>,
+}
+
+/// Fills in `args` from `--config`, if given: each key whose flag was not
+/// on the command line. `matches` are the `serve` subcommand's.
+pub fn apply(args: &mut ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
+    let Some(path) = args.config.clone() else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("config {}: cannot read", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    merge(args, &text, base, |id| {
+        matches.value_source(id) == Some(ValueSource::CommandLine)
+    })
+    .with_context(|| format!("config {}", path.display()))
+}
+
+/// `apply` without the file system: `on_command_line(id)` says whether the
+/// flag with clap id `id` (the field's name) was given.
+fn merge(
+    args: &mut ServeArgs,
+    text: &str,
+    base: &Path,
+    on_command_line: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    let file: ConfigFile = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
+    // Sets a field from the file unless its flag was given; `$convert`
+    // turns the file's value into the flag's type (and may fail).
+    macro_rules! take {
+        ($field:ident) => {
+            take!($field, $field, |v| Ok::<_, anyhow::Error>(v))
+        };
+        ($key:ident, $field:ident, $convert:expr) => {
+            if let Some(value) = file.$key {
+                if !on_command_line(stringify!($field)) {
+                    let key = stringify!($key).replace('_', "-");
+                    args.$field = ($convert)(value).with_context(|| key)?;
+                }
+            }
+        };
+    }
+    fn flag<T>(parsed: Result<T, String>) -> anyhow::Result<T> {
+        parsed.map_err(|e| anyhow!(e))
+    }
+    let relative = |p: PathBuf| Ok::<_, anyhow::Error>(base.join(p));
+    take!(iface, iface, |v| Ok::<_, anyhow::Error>(Some(v)));
+    take!(ip, ip, |v: String| flag(cli::parse_addr_prefix(&v))
+        .map(Some));
+    take!(gateway, gateway, |v| Ok::<_, anyhow::Error>(Some(v)));
+    take!(queues, queues, |v| Ok::<_, anyhow::Error>(Some(v)));
+    take!(cores, cores, |v| match v {
+        Cpus::Spelled(s) => flag(cli::parse_cpus(&s)).map(Some),
+        Cpus::List(l) => Ok(Some(cli::CpuList(l))),
+    });
+    take!(root, root, relative);
+    take!(port, ports, |v: OneOrMany<u16>| Ok::<_, anyhow::Error>(
+        v.into_vec()
+    ));
+    take!(max_connections);
+    take!(header_timeout);
+    take!(idle_timeout);
+    take!(metrics_path, metrics_path, |v| Ok::<_, anyhow::Error>(
+        Some(v)
+    ));
+    take!(metrics_allow, metrics_allow, |v: OneOrMany<String>| {
+        v.into_vec()
+            .iter()
+            .map(|s| flag(s.parse::<crate::metrics::Prefix>()))
+            .collect::<anyhow::Result<Vec<_>>>()
+    });
+    take!(access_log, access_log, |v| relative(v).map(Some));
+    take!(stats_interval);
+    take!(reload_interval);
+    take!(max_cached_file);
+    take!(busy_poll);
+    take!(shared_ip);
+    take!(zero_copy);
+    take!(generic_xdp);
+    take!(umem_frames);
+    take!(frame_size, frame_size, |v: u32| flag(
+        cli::parse_frame_size(&v.to_string())
+    ));
+    if args.ports.is_empty() {
+        anyhow::bail!("port: at least one port is needed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command, CpuList, HostAddr};
+    use clap::{CommandFactory, FromArgMatches};
+
+    /// The command line, merged with `text` as a config file in /etc/bypass.
+    fn serve(argv: &[&str], text: &str) -> anyhow::Result<ServeArgs> {
+        let matches = Cli::command().try_get_matches_from(
+            ["bypass", "serve", "--config", "/etc/bypass/bypass.toml"]
+                .iter()
+                .chain(argv),
+        )?;
+        let Command::Serve(mut args) = Cli::from_arg_matches(&matches)?.command;
+        let sub = matches.subcommand_matches("serve").unwrap();
+        merge(&mut args, text, Path::new("/etc/bypass"), |id| {
+            sub.value_source(id) == Some(ValueSource::CommandLine)
+        })?;
+        Ok(args)
+    }
+
+    #[test]
+    fn every_key_mirrors_its_flag() {
+        let args = serve(
+            &[],
+            r#"
+            iface = "eth0"
+            ip = "203.0.113.7/25"
+            gateway = "203.0.113.1"
+            queues = 4
+            cores = "2-5"
+            root = "site"
+            port = [80, 8080]
+            max-connections = 1000
+            header-timeout = 10
+            idle-timeout = 20
+            metrics-path = "/metrics"
+            metrics-allow = ["10.0.0.0/8", "127.0.0.1"]
+            access-log = "/var/log/bypass/access.log"
+            stats-interval = 5
+            reload-interval = 0
+            max-cached-file = 1048576
+            busy-poll = true
+            shared-ip = true
+            zero-copy = true
+            generic-xdp = true
+            umem-frames = 8192
+            frame-size = 4096
+            "#,
+        )
+        .unwrap();
+        assert_eq!(args.iface.as_deref(), Some("eth0"));
+        assert_eq!(
+            args.ip,
+            Some(HostAddr {
+                addr: Ipv4Addr::new(203, 0, 113, 7),
+                prefix_len: 25
+            })
+        );
+        assert_eq!(args.gateway, Some(Ipv4Addr::new(203, 0, 113, 1)));
+        assert_eq!(args.queues, Some(4));
+        assert_eq!(args.cores, Some(CpuList(vec![2, 3, 4, 5])));
+        assert_eq!(
+            args.root,
+            PathBuf::from("/etc/bypass/site"),
+            "relative to the file"
+        );
+        assert_eq!(args.ports, vec![80, 8080]);
+        assert_eq!(args.max_connections, 1000);
+        assert_eq!((args.header_timeout, args.idle_timeout), (10, 20));
+        assert_eq!(args.metrics_path.as_deref(), Some("/metrics"));
+        assert_eq!(args.metrics_allow.len(), 2);
+        assert_eq!(
+            args.access_log,
+            Some(PathBuf::from("/var/log/bypass/access.log"))
+        );
+        assert_eq!((args.stats_interval, args.reload_interval), (5, 0));
+        assert_eq!(args.max_cached_file, 1 << 20);
+        assert!(args.busy_poll && args.shared_ip && args.zero_copy && args.generic_xdp);
+        assert_eq!((args.umem_frames, args.frame_size), (8192, 4096));
+    }
+
+    #[test]
+    fn the_command_line_wins_and_defaults_lose() {
+        let text = "iface = \"eth0\"\nip = \"10.0.0.1\"\nport = 8080\nmax-connections = 5\nroot = \"/srv/www\"\n";
+        let args = serve(&["--port", "81", "--iface", "bpx0"], text).unwrap();
+        assert_eq!(args.iface.as_deref(), Some("bpx0"), "flag over file");
+        assert_eq!(args.ports, vec![81], "a repeated flag replaces the list");
+        assert_eq!(args.max_connections, 5, "file over default");
+        assert_eq!(args.root, PathBuf::from("/srv/www"));
+        let args = serve(&["--iface", "x", "--ip", "10.0.0.2"], "").unwrap();
+        assert_eq!(args.ports, vec![80], "an empty file keeps the defaults");
+        assert_eq!(args.root, PathBuf::from("./www"));
+        assert_eq!(args.reload_interval, 2);
+        let args = serve(&["--root", "mine"], "root = \"theirs\"").unwrap();
+        assert_eq!(
+            args.root,
+            PathBuf::from("mine"),
+            "a flag's path stays as given"
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = |text: &str| format!("{:#}", serve(&[], text).unwrap_err());
+        assert!(err("max-conections = 3").contains("max-conections"), "typo");
+        assert!(err("frame-size = 1000").contains("frame-size"));
+        assert!(err("ip = \"10.0.0\"").contains("ip"));
+        assert!(err("cores = \"x\"").contains("cores"));
+        assert!(err("metrics-allow = \"10.0.0.0/40\"").contains("metrics-allow"));
+        assert!(err("port = []").contains("port"));
+        assert!(err("queues = \"two\"").contains("queues"));
+        assert!(
+            err("iface = ").contains("line 1"),
+            "syntax errors carry a line"
+        );
+        assert!(err("cores = [0, 1]\nbusy-poll = 1").contains("busy-poll"));
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let args = serve(&[], include_str!("../../scripts/bypass.toml")).unwrap();
+        assert!(args.iface.is_some() && args.ip.is_some());
+        assert!(
+            args.shared_ip,
+            "the example is for a server reached over SSH"
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! Keeping the cached site current: a watcher thread notices changes under
+//! the root and loads the site again; each core picks the new one up
+//! between events.
+//!
+//! The watcher compares a fingerprint of the tree (`Site::fingerprint`: a
+//! stat of every file, nothing read) every interval, and loads only once a
+//! change has held still for one interval, so a file caught half-written
+//! is not served as the new version (copying a site in takes a moment;
+//! `rsync` and editors that rename into place are atomic anyway). A
+//! failed load (the root gone) keeps the old site and says so.
+//!
+//! Cores never lock for it: a core compares one atomic generation number
+//! per pass of its loop, and takes the mutex only on the rare pass after a
+//! reload, to clone the new `Arc<Site>`. Responses already under way keep
+//! the old files alive (they hold the bodies' `Arc`s) until they finish.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use crate::site::Site;
+
+/// The current site, shared by the watcher and the cores.
+pub struct SharedSite {
+    current: Mutex<Arc<Site>>,
+    /// Bumped after each new site is stored.
+    generation: AtomicU64,
+}
+
+impl SharedSite {
+    pub fn new(site: Site) -> Arc<SharedSite> {
+        Arc::new(SharedSite {
+            current: Mutex::new(Arc::new(site)),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// Replaces the site; cores switch on their next pass.
+    pub fn publish(&self, site: Site) {
+        let site = Arc::new(site);
+        // A poisoned lock only means a core panicked mid-clone; the Arc
+        // inside is whole.
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = site;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn current(&self) -> Arc<Site> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// A core's view: the site it serves from, and which generation that is.
+pub struct SiteHandle {
+    shared: Arc<SharedSite>,
+    site: Arc<Site>,
+    seen: u64,
+}
+
+impl SiteHandle {
+    pub fn new(shared: Arc<SharedSite>) -> SiteHandle {
+        let seen = shared.generation();
+        let site = shared.current();
+        SiteHandle { shared, site, seen }
+    }
+
+    /// The site to answer from.
+    pub fn site(&self) -> &Arc<Site> {
+        &self.site
+    }
+
+    /// Switches to a newer site if one was published: one atomic load when
+    /// there is none. True when it switched.
+    pub fn refresh(&mut self) -> bool {
+        let generation = self.shared.generation();
+        if generation == self.seen {
+            return false;
+        }
+        self.site = self.shared.current();
+        self.seen = generation;
+        true
+    }
+}
+
+/// Decides when to load the site again, one `check` per interval.
+pub struct Watcher {
+    root: PathBuf,
+    max_file: u64,
+    /// The fingerprint of what is being served.
+    loaded: u64,
+    /// The fingerprint seen by the previous check.
+    previous: u64,
+}
+
+impl Watcher {
+    /// `loaded`: the fingerprint taken just before the served site was
+    /// loaded (taken before, so a change during the load is seen later).
+    pub fn new(root: PathBuf, max_file: u64, loaded: u64) -> Watcher {
+        Watcher {
+            root,
+            max_file,
+            loaded,
+            previous: loaded,
+        }
+    }
+
+    /// One look at the tree: a new site when it changed and has held still
+    /// since the previous look.
+    pub fn check(&mut self) -> Option<Site> {
+        let now = match Site::fingerprint(&self.root) {
+            Ok(now) => now,
+            Err(e) => {
+                if self.previous != 0 {
+                    tracing::warn!("site reload: {e:#}; still serving the last good site");
+                }
+                self.previous = 0;
+                return None;
+            }
+        };
+        let stable = now == self.previous;
+        self.previous = now;
+        if now == self.loaded || !stable {
+            return None;
+        }
+        match Site::load(&self.root, self.max_file) {
+            Ok(site) => {
+                self.loaded = now;
+                Some(site)
+            }
+            Err(e) => {
+                tracing::warn!("site reload: {e:#}; still serving the last good site");
+                None
+            }
+        }
+    }
+}
+
+/// Runs `watcher` every `interval` on its own thread until `stop`, handing
+/// each new site to `shared`.
+pub fn spawn(
+    mut watcher: Watcher,
+    interval: Duration,
+    shared: Arc<SharedSite>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("bypass-reload".into())
+        .spawn(move || {
+            let mut next = Instant::now() + interval;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50).min(interval));
+                if Instant::now() < next {
+                    continue;
+                }
+                next = Instant::now() + interval;
+                if let Some(site) = watcher.check() {
+                    let (files, bytes) = site.stats();
+                    shared.publish(site);
+                    tracing::info!(
+                        "site {} reloaded: {files} file(s), {bytes} bytes cached",
+                        watcher.root.display()
+                    );
+                }
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site::{testdir::TempDir, Lookup};
+
+    fn body(site: &Site, target: &str) -> Option<Vec<u8>> {
+        match site.lookup(target) {
+            Lookup::File(entry) => Some(entry.body.to_vec()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_change_is_loaded_once_it_holds_still() {
+        let dir = TempDir::new();
+        dir.write("index.html", b"one");
+        let fingerprint = Site::fingerprint(&dir.0).unwrap();
+        let shared = SharedSite::new(Site::load(&dir.0, 1 << 20).unwrap());
+        let mut core = SiteHandle::new(shared.clone());
+        let mut watcher = Watcher::new(dir.0.clone(), 1 << 20, fingerprint);
+
+        assert!(watcher.check().is_none(), "nothing changed");
+        dir.write("index.html", b"two, longer");
+        dir.write("new/page.html", b"new");
+        assert!(watcher.check().is_none(), "just changed: not yet");
+        let site = watcher.check().expect("held still: loaded");
+        shared.publish(site);
+        assert!(watcher.check().is_none(), "loaded: nothing more to do");
+
+        assert_eq!(body(core.site(), "/").as_deref(), Some(&b"one"[..]));
+        assert!(core.refresh());
+        assert!(!core.refresh(), "one switch per publish");
+        assert_eq!(body(core.site(), "/").as_deref(), Some(&b"two, longer"[..]));
+        assert_eq!(
+            body(core.site(), "/new/page.html").as_deref(),
+            Some(&b"new"[..])
+        );
+
+        std::fs::remove_file(dir.0.join("new/page.html")).unwrap();
+        assert!(watcher.check().is_none());
+        shared.publish(watcher.check().expect("a removal is a change"));
+        core.refresh();
+        assert!(body(core.site(), "/new/page.html").is_none());
+        assert!(
+            matches!(core.site().lookup("/new"), Lookup::Redirect(_)),
+            "the directory stays"
+        );
+    }
+
+    #[test]
+    fn a_file_that_keeps_changing_waits() {
+        let dir = TempDir::new();
+        dir.write("log.txt", b"a");
+        let fingerprint = Site::fingerprint(&dir.0).unwrap();
+        let mut watcher = Watcher::new(dir.0.clone(), 1 << 20, fingerprint);
+        let mut contents = Vec::from(&b"a"[..]);
+        for _ in 0..5 {
+            contents.push(b'a');
+            dir.write("log.txt", &contents);
+            assert!(watcher.check().is_none(), "still being written");
+        }
+        assert!(watcher.check().is_some());
+    }
+
+    #[test]
+    fn a_vanished_root_keeps_the_last_site() {
+        let dir = TempDir::new();
+        dir.write("index.html", b"one");
+        let fingerprint = Site::fingerprint(&dir.0).unwrap();
+        let mut watcher = Watcher::new(dir.0.clone(), 1 << 20, fingerprint);
+        std::fs::remove_dir_all(&dir.0).unwrap();
+        assert!(watcher.check().is_none());
+        assert!(watcher.check().is_none());
+        // Back, with other contents: loaded once it holds still.
+        dir.write("index.html", b"back again");
+        assert!(watcher.check().is_none());
+        assert!(watcher.check().is_some());
+    }
+
+    #[test]
+    fn fingerprints_see_renames_and_new_directories() {
+        let dir = TempDir::new();
+        dir.write("a.html", b"x");
+        let before = Site::fingerprint(&dir.0).unwrap();
+        assert_eq!(before, Site::fingerprint(&dir.0).unwrap(), "stable");
+        std::fs::rename(dir.0.join("a.html"), dir.0.join("b.html")).unwrap();
+        let renamed = Site::fingerprint(&dir.0).unwrap();
+        assert_ne!(before, renamed);
+        std::fs::create_dir(dir.0.join("empty")).unwrap();
+        assert_ne!(renamed, Site::fingerprint(&dir.0).unwrap());
+    }
+}
