@@ -53,7 +53,9 @@ pub struct ServeArgs {
 
     /// Receive queues to serve, one pinned thread each. Every queue of the
     /// interface must be served (RSS spreads flows over all of them): shrink
-    /// them with `ethtool -L IF combined N` to serve fewer [default: all].
+    /// them with `ethtool -L IF combined N` to serve fewer, ideally as many
+    /// as the CPUs given to bypass; with more queues than CPUs, threads
+    /// share CPUs (with a warning) [default: all].
     #[arg(long, value_name = "N")]
     pub queues: Option<u32>,
 

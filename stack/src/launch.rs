@@ -29,7 +29,8 @@ pub struct LaunchConfig {
     pub addr: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
-    /// Receive queues to serve; default: all of them, capped by CPUs.
+    /// Receive queues to serve; default: all of them (all must be served;
+    /// with fewer CPUs than queues, threads share CPUs, with a warning).
     pub queues: Option<u32>,
     /// CPUs to pin the queues' threads to, in queue order; default: the
     /// first usable CPUs.
@@ -203,6 +204,21 @@ impl Running {
                 .map(|q| Some(usable[q % usable.len()]))
                 .collect(),
         };
+        // Every queue must be served, so with more queues than CPUs some
+        // threads share a CPU: it works, but the design is one CPU per
+        // queue, which the NIC's queue count decides.
+        let mut distinct: Vec<usize> = cpus.iter().flatten().copied().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if !distinct.is_empty() && distinct.len() < queues as usize {
+            tracing::warn!(
+                "{} has {queues} receive queues and bypass runs on {} CPU(s), so queue threads share CPUs; for one CPU per queue: ethtool -L {} combined {}",
+                info.name,
+                distinct.len(),
+                info.name,
+                distinct.len()
+            );
+        }
         let specs: Vec<CoreSpec> = (0..queues)
             .map(|queue| CoreSpec {
                 queue,

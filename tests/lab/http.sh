@@ -157,9 +157,13 @@ ip = "10.99.0.1/24"
 root = "$SITE"
 port = [80]
 max-connections = 2
+# Both queue threads on one CPU: allowed (every queue must be served), and
+# said so.
+cores = [0, 0]
 EOF
 start_server "$LOG" --config "$ARTIFACTS/http-limit.toml" || fail "server starts (--config with max-connections = 2)" "$(cat "$LOG")"
 codes=$(for i in $(seq 1 10); do curl_code -H 'Connection: close' "$URL/"; echo; done | sort | uniq -c | tr -s ' ')
+check "two queues on one CPU: a warning with the ethtool fix" grep -q "queue threads share CPUs; for one CPU per queue: ethtool -L bpx0 combined 1" "$LOG"
 check "10 requests that the server closes first (then TIME-WAIT) do not use up --max-connections 2 (${codes})" bash -c "grep -q '^ 10 200$' <<<'$codes'"
 limit_out=$(cli timeout 30 python3 - <<'PY' 2>&1
 import socket
