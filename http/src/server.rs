@@ -396,6 +396,25 @@ impl HttpServer {
                     } else {
                         response::respond(&req, &site)
                     };
+                    // A streamed file is read as the response goes out; one
+                    // cut short on disk since it was loaded could not keep
+                    // the promised length: 500 now rather than a truncated
+                    // body (a reload picks up the new file).
+                    if let Body::File(file, range) = &r.body {
+                        if r.send_body && file.metadata().map_or(true, |m| m.len() < range.end) {
+                            tracing::warn!(
+                                target = req.target,
+                                "streamed file shrank on disk since it was loaded: 500"
+                            );
+                            r = response::finish(
+                                &req,
+                                Response {
+                                    close: true,
+                                    ..Response::short(500)
+                                },
+                            );
+                        }
+                    }
                     if self.stopping {
                         r.close = true;
                         r.keep_alive = false;

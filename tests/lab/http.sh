@@ -150,6 +150,7 @@ check "  ... a line for every request the server counted" bash -c "[ \"\$(wc -l 
 
 echo "== http: the connection limit"
 LOG="$ARTIFACTS/http-limit.log"
+for _ in $(seq 1 100); do cat "$ROOT/www/style.css"; done >"$SITE/stream.css"
 # Started from a config file this time (the flags as TOML keys).
 cat >"$ARTIFACTS/http-limit.toml" <<EOF
 iface = "bpx0"
@@ -157,14 +158,22 @@ ip = "10.99.0.1/24"
 root = "$SITE"
 port = [80]
 max-connections = 2
+# Files above 4 KiB streamed, and no reload: a file cut short on disk must
+# be answered 500, not with a truncated body.
+max-cached-file = 4096
+reload-interval = 0
 # Both queue threads on one CPU: allowed (every queue must be served), and
 # said so.
 cores = [0, 0]
 EOF
 start_server "$LOG" --config "$ARTIFACTS/http-limit.toml" || fail "server starts (--config with max-connections = 2)" "$(cat "$LOG")"
 codes=$(for i in $(seq 1 10); do curl_code -H 'Connection: close' "$URL/"; echo; done | sort | uniq -c | tr -s ' ')
-check "two queues on one CPU: a warning with the ethtool fix" grep -q "queue threads share CPUs; for one CPU per queue: ethtool -L bpx0 combined 1" "$LOG"
 check "10 requests that the server closes first (then TIME-WAIT) do not use up --max-connections 2 (${codes})" bash -c "grep -q '^ 10 200$' <<<'$codes'"
+cli curl -s --max-time 10 -o "$ARTIFACTS/http-stream.css" "$URL/stream.css"
+check "a streamed file (above max-cached-file) byte-exact" cmp "$ARTIFACTS/http-stream.css" "$SITE/stream.css"
+truncate -s 100 "$SITE/stream.css"
+check "  ... and 500 once it is cut short on disk" test "$(curl_code "$URL/stream.css")" = 500
+check "two queues on one CPU: a warning with the ethtool fix" grep -q "queue threads share CPUs; for one CPU per queue: ethtool -L bpx0 combined 1" "$LOG"
 limit_out=$(cli timeout 30 python3 - <<'PY' 2>&1
 import socket
 held = [socket.create_connection(("10.99.0.1", 80), timeout=10) for _ in range(2)]
