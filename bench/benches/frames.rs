@@ -13,10 +13,8 @@
 use std::{hint::black_box, net::Ipv4Addr, time::Duration};
 
 use bypass_stack::{
-    arp::ArpConfig,
     driver::capture::Capture,
-    iface::{Interface, InterfaceConfig},
-    ipv4::Ipv4Config,
+    iface::Interface,
     testkit::{self, Host},
     time::Instant,
     wire::{
@@ -205,16 +203,7 @@ fn bench_parse(c: &mut Criterion) {
 }
 
 fn interface() -> Interface {
-    Interface::new(InterfaceConfig {
-        mac: STACK.mac,
-        ipv4: Ipv4Config {
-            addr: STACK.ip,
-            prefix_len: 24,
-            gateway: None,
-        },
-        owns_ip: true,
-        arp: ArpConfig::default(),
-    })
+    Interface::new(testkit::host_config(STACK.ip, STACK.mac.0[5]))
 }
 
 fn bench_interface(c: &mut Criterion) {

@@ -77,11 +77,10 @@ use std::{
 };
 
 use bypass_stack::{
-    arp::ArpConfig,
     counters::Counters,
     driver::{capture::Capture, TxSink},
-    iface::{Interface, InterfaceConfig},
-    ipv4::{self, Ipv4Config},
+    iface::Interface,
+    ipv4,
     tcp::{
         config::TcpConfig,
         connection::{Connection, State},
@@ -332,17 +331,8 @@ fn shard() -> Shard {
 }
 
 fn engine() -> Interface {
-    let mut iface = Interface::new(InterfaceConfig {
-        mac: STACK.mac,
-        ipv4: Ipv4Config {
-            addr: STACK.ip,
-            prefix_len: 24,
-            gateway: None,
-        },
-        owns_ip: true,
-        arp: ArpConfig::default(),
-    })
-    .with_tcp(shard());
+    let mut iface =
+        Interface::new(testkit::host_config(STACK.ip, STACK.mac.0[5])).with_tcp(shard());
     iface
         .tcp_mut()
         .expect("has TCP")
