@@ -87,6 +87,23 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 75)]
     pub idle_timeout: u64,
 
+    /// Longest request line (method, target, version); longer → 414.
+    #[arg(long, value_name = "BYTES", default_value_t = 8192, value_parser = parse_head_size)]
+    pub max_request_line: u32,
+
+    /// Most header fields in a request; more → 431.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = parse_header_fields)]
+    pub max_header_fields: u16,
+
+    /// Largest request head (request line and fields); larger → 431.
+    #[arg(long, value_name = "BYTES", default_value_t = 16384, value_parser = parse_head_size)]
+    pub max_head: u32,
+
+    /// Largest body a GET or HEAD may carry (read and discarded); larger →
+    /// 413.
+    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    pub max_body: u64,
+
     /// Serve Prometheus metrics (every core's HTTP and stack counters) on
     /// this path, e.g. /metrics [default: not served].
     #[arg(long, value_name = "PATH")]
@@ -182,6 +199,23 @@ pub(crate) fn parse_frame_size(s: &str) -> Result<u32, String> {
         "4096" => Ok(4096),
         _ => Err(format!("{s:?}: frame size must be 2048 or 4096")),
     }
+}
+
+/// A request line or head limit: 64 bytes to 1 MiB.
+pub(crate) fn parse_head_size(s: &str) -> Result<u32, String> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| (64..=1 << 20).contains(n))
+        .ok_or_else(|| format!("{s:?}: must be 64 to 1048576 bytes"))
+}
+
+/// A header field count: 1 to what the parser's array holds.
+pub(crate) fn parse_header_fields(s: &str) -> Result<u16, String> {
+    let max = crate::request::MAX_HEADER_FIELDS;
+    s.parse::<u16>()
+        .ok()
+        .filter(|&n| n >= 1 && usize::from(n) <= max)
+        .ok_or_else(|| format!("{s:?}: must be 1 to {max}"))
 }
 
 /// CPUs in queue order.

@@ -60,6 +60,10 @@ struct ConfigFile {
     max_connections: Option<usize>,
     header_timeout: Option<u64>,
     idle_timeout: Option<u64>,
+    max_request_line: Option<u32>,
+    max_header_fields: Option<u16>,
+    max_head: Option<u32>,
+    max_body: Option<u64>,
     metrics_path: Option<String>,
     metrics_allow: Option<OneOrMany<String>>,
     access_log: Option<PathBuf>,
@@ -133,6 +137,16 @@ fn merge(
     take!(max_connections);
     take!(header_timeout);
     take!(idle_timeout);
+    take!(max_request_line, max_request_line, |v: u32| flag(
+        cli::parse_head_size(&v.to_string())
+    ));
+    take!(max_header_fields, max_header_fields, |v: u16| flag(
+        cli::parse_header_fields(&v.to_string())
+    ));
+    take!(max_head, max_head, |v: u32| flag(cli::parse_head_size(
+        &v.to_string()
+    )));
+    take!(max_body);
     take!(metrics_path, metrics_path, |v| Ok::<_, anyhow::Error>(
         Some(v)
     ));
@@ -154,8 +168,21 @@ fn merge(
     take!(frame_size, frame_size, |v: u32| flag(
         cli::parse_frame_size(&v.to_string())
     ));
+    check_limits(args)?;
     if args.ports.is_empty() {
         anyhow::bail!("port: at least one port is needed");
+    }
+    Ok(())
+}
+
+/// Limits that contradict each other, from flags or file alike.
+pub fn check_limits(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.max_head < args.max_request_line {
+        anyhow::bail!(
+            "max-head ({}) must be at least max-request-line ({})",
+            args.max_head,
+            args.max_request_line
+        );
     }
     Ok(())
 }
@@ -196,6 +223,10 @@ mod tests {
             max-connections = 1000
             header-timeout = 10
             idle-timeout = 20
+            max-request-line = 4096
+            max-header-fields = 50
+            max-head = 8192
+            max-body = 0
             metrics-path = "/metrics"
             metrics-allow = ["10.0.0.0/8", "127.0.0.1"]
             access-log = "/var/log/bypass/access.log"
@@ -230,6 +261,8 @@ mod tests {
         assert_eq!(args.ports, vec![80, 8080]);
         assert_eq!(args.max_connections, 1000);
         assert_eq!((args.header_timeout, args.idle_timeout), (10, 20));
+        assert_eq!((args.max_request_line, args.max_header_fields), (4096, 50));
+        assert_eq!((args.max_head, args.max_body), (8192, 0));
         assert_eq!(args.metrics_path.as_deref(), Some("/metrics"));
         assert_eq!(args.metrics_allow.len(), 2);
         assert_eq!(
@@ -272,6 +305,12 @@ mod tests {
         assert!(err("metrics-allow = \"10.0.0.0/40\"").contains("metrics-allow"));
         assert!(err("port = []").contains("port"));
         assert!(err("queues = \"two\"").contains("queues"));
+        assert!(err("max-header-fields = 500").contains("max-header-fields"));
+        assert!(err("max-request-line = 10").contains("max-request-line"));
+        assert!(
+            err("max-head = 1000").contains("max-head"),
+            "below the request line"
+        );
         assert!(
             err("iface = ").contains("line 1"),
             "syntax errors carry a line"

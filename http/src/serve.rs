@@ -34,6 +34,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .iface
         .as_deref()
         .context("--iface is required (on the command line or in --config)")?;
+    crate::config::check_limits(args)?;
     let host = args
         .ip
         .context("--ip is required (on the command line or in --config)")?;
@@ -74,7 +75,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let site = SharedSite::new(site);
     let http = Arc::new(HttpConfig {
         ports: args.ports.clone(),
-        limits: Limits::default(),
+        limits: Limits {
+            request_line: args.max_request_line as usize,
+            header_count: usize::from(args.max_header_fields),
+            head_bytes: args.max_head as usize,
+            body_bytes: args.max_body,
+        },
         max_connections: args.max_connections,
         header_timeout: Duration::from_secs(args.header_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),

@@ -163,6 +163,8 @@ max-connections = 2
 # be answered 500, not with a truncated body.
 max-cached-file = 4096
 reload-interval = 0
+# A tighter header limit than the default 100.
+max-header-fields = 10
 # Both queue threads on one CPU: allowed (every queue must be served), and
 # said so.
 cores = [0, 0]
@@ -174,6 +176,9 @@ cli curl -s --max-time 10 -o "$ARTIFACTS/http-stream.css" "$URL/stream.css"
 check "a streamed file (above max-cached-file) byte-exact" cmp "$ARTIFACTS/http-stream.css" "$SITE/stream.css"
 truncate -s 100 "$SITE/stream.css"
 check "  ... and 500 once it is cut short on disk" test "$(curl_code "$URL/stream.css")" = 500
+few=$(for i in $(seq 1 8); do printf 'X-%d: y\\r\\n' "$i"; done)
+status_case "max-header-fields = 10 (from the file): 10 fields served" 200 "GET / HTTP/1.1\\r\\nHost: x\\r\\n${few}Connection: close\\r\\n\\r\\n"
+status_case "  ... 11 fields: 431" 431 "GET / HTTP/1.1\\r\\nHost: x\\r\\n${few}X-9: y\\r\\nX-10: y\\r\\n\\r\\n"
 check "two queues on one CPU: a warning with the ethtool fix" grep -q "queue threads share CPUs; for one CPU per queue: ethtool -L bpx0 combined 1" "$LOG"
 limit_out=$(cli timeout 30 python3 - <<'PY' 2>&1
 import socket
