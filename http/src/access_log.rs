@@ -8,12 +8,20 @@
 //! request a few formatted bytes, not a system call. Every core has its own
 //! handle on the file, opened for appending: a whole buffer lands at the end
 //! of the file in one piece.
+//!
+//! For log rotation, SIGUSR1 asks every core to reopen the file by name at
+//! its next write (nginx's convention): rotate by renaming the file, then
+//! signal, and no line is lost or split between the two files.
 
 use std::{
     fs::{File, OpenOptions},
     io::{self, Write},
     net::Ipv4Addr,
-    path::Path,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::SystemTime,
 };
 
@@ -23,6 +31,11 @@ const FLUSH_AT: usize = 64 * 1024;
 /// One core's access log.
 pub struct AccessLog {
     file: File,
+    path: PathBuf,
+    /// Bumped when the file is to be reopened (SIGUSR1); shared by cores.
+    reopen: Arc<AtomicU64>,
+    /// The `reopen` value this core's handle is for.
+    opened: u64,
     buf: Vec<u8>,
     /// The `[day/Mon/year:hh:mm:ss +0000]` stamp, reformatted once a second.
     stamp: String,
@@ -31,11 +44,15 @@ pub struct AccessLog {
     failed: bool,
 }
 
-/// Opens the log for appending (created if missing), for one core.
-pub fn open(path: &Path) -> io::Result<AccessLog> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+/// Opens the log for appending (created if missing), for one core; it is
+/// opened again by name whenever `reopen` changes.
+pub fn open(path: &Path, reopen: Arc<AtomicU64>) -> io::Result<AccessLog> {
+    let file = append(path)?;
     Ok(AccessLog {
         file,
+        path: path.to_path_buf(),
+        opened: reopen.load(Ordering::Relaxed),
+        reopen,
         buf: Vec::with_capacity(FLUSH_AT + 1024),
         stamp: String::new(),
         stamp_second: u64::MAX,
@@ -80,8 +97,24 @@ impl AccessLog {
         }
     }
 
-    /// Writes what is buffered.
+    /// Writes what is buffered, to a freshly opened file if a reopen was
+    /// asked for (what is buffered belongs to the new file: the old one
+    /// was complete when it was renamed).
     pub fn flush(&mut self) {
+        let wanted = self.reopen.load(Ordering::Relaxed);
+        if wanted != self.opened {
+            self.opened = wanted;
+            match append(&self.path) {
+                Ok(file) => {
+                    self.file = file;
+                    self.failed = false;
+                }
+                Err(e) => tracing::error!(
+                    "access log {}: cannot reopen: {e}; still writing to the old file",
+                    self.path.display()
+                ),
+            }
+        }
         if self.buf.is_empty() {
             return;
         }
@@ -99,6 +132,10 @@ impl Drop for AccessLog {
     fn drop(&mut self) {
         self.flush();
     }
+}
+
+fn append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// Escapes `"`, `\` and bytes outside printable ASCII, as nginx does
@@ -156,10 +193,36 @@ mod tests {
     }
 
     #[test]
+    fn a_reopen_moves_to_the_new_file_by_name() {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("bypass-rotate-{}.log", std::process::id()));
+        let rotated = path.with_extension("log.1");
+        let _ = std::fs::remove_file(&path);
+        let reopen = Arc::new(AtomicU64::new(0));
+        let mut log = open(&path, reopen.clone()).unwrap();
+        let peer = Ipv4Addr::new(10, 99, 0, 2);
+        log.record(peer, ("GET", "/old", "HTTP/1.1"), 200, 1);
+        log.flush();
+        std::fs::rename(&path, &rotated).unwrap();
+        log.record(peer, ("GET", "/still-old", "HTTP/1.1"), 200, 1);
+        log.flush();
+        reopen.fetch_add(1, Ordering::Relaxed);
+        log.record(peer, ("GET", "/new", "HTTP/1.1"), 200, 1);
+        drop(log);
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert!(old.contains("/old") && old.contains("/still-old") && !old.contains("/new"));
+        assert_eq!(new.lines().count(), 1);
+        assert!(new.contains("/new"));
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&rotated);
+    }
+
+    #[test]
     fn lines_are_escaped_and_land_in_the_file() {
         let path = std::env::temp_dir().join(format!("bypass-access-{}.log", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let mut log = open(&path).unwrap();
+        let mut log = open(&path, Arc::default()).unwrap();
         log.record(
             Ipv4Addr::new(10, 99, 0, 2),
             ("GET", "/", "HTTP/1.1"),

@@ -115,7 +115,8 @@ pub struct ServeArgs {
     pub metrics_allow: Vec<crate::metrics::Prefix>,
 
     /// Append an access log in Common Log Format to this file (each core
-    /// buffers its lines and writes them once a second).
+    /// buffers its lines and writes them once a second). SIGUSR1 reopens it
+    /// by name, for log rotation.
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<std::path::PathBuf>,
 

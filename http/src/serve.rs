@@ -4,7 +4,7 @@
 use std::{
     process::ExitCode,
     sync::{
-        atomic::{AtomicBool, AtomicUsize},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize},
         Arc, Mutex,
     },
     time::Duration,
@@ -100,17 +100,25 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     ));
     // Opened once here so a bad path is a start-up error; each core opens
     // its own handle.
+    // SIGUSR1 reopens it (log rotation): the flag is turned into a
+    // generation number the cores compare once a second.
+    let log_reopen = Arc::new(AtomicU64::new(0));
+    let usr1 = Arc::new(AtomicBool::new(false));
     if let Some(path) = &args.access_log {
-        crate::access_log::open(path).with_context(|| format!("access log {}", path.display()))?;
+        crate::access_log::open(path, log_reopen.clone())
+            .with_context(|| format!("access log {}", path.display()))?;
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone())
+            .context("installing signal handlers")?;
     }
     let access_log = args.access_log.clone();
     let running = {
-        let (site, http, open, report, metrics) = (
+        let (site, http, open, report, metrics, log_reopen) = (
             site.clone(),
             http.clone(),
             open.clone(),
             http_report.clone(),
             metrics.clone(),
+            log_reopen.clone(),
         );
         Running::start_with(&config, Some(tcp), move |queue| {
             EventApp::new(HttpServer::new(
@@ -121,7 +129,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 metrics.clone(),
                 queue as usize,
                 access_log.as_deref().and_then(|p| {
-                    crate::access_log::open(p)
+                    crate::access_log::open(p, log_reopen.clone())
                         .inspect_err(|e| tracing::error!("access log {}: {e}", p.display()))
                         .ok()
                 }),
@@ -164,6 +172,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let mut last_stats = (std::time::Instant::now(), HttpCounters::default());
     while !stop.load(std::sync::atomic::Ordering::Relaxed) && !running.failed() {
         std::thread::sleep(Duration::from_millis(50));
+        if usr1.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            log_reopen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!("SIGUSR1: reopening the access log");
+        }
         if !stats_every.is_zero() && last_stats.0.elapsed() >= stats_every {
             last_stats = log_stats(&metrics, last_stats);
         }

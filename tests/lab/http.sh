@@ -133,6 +133,14 @@ check "GET /metrics from another address: 404" test "$(curl_code --interface 10.
 cli ip addr del 10.99.0.4/24 dev bpx1 2>/dev/null
 check "a stats line is logged every --stats-interval" grep -q "stats: .* req/s (2xx" "$LOG"
 
+echo "== http: access log rotation (rename, then SIGUSR1)"
+ACCESS="$ARTIFACTS/http-access.log"
+rm -f "$ACCESS.1"
+mv "$ACCESS" "$ACCESS.1"
+kill -USR1 "$SERVER_PID"
+check "after SIGUSR1 the server writes to a new file by the old name" wait_for 10 bash -c "'$LAB' exec cli curl -s -o /dev/null $URL/rotated; grep -q 'GET /rotated ' '$ACCESS'"
+check "  ... says so in its log, and keeps running" bash -c "grep -q 'SIGUSR1: reopening the access log' '$LOG' && kill -0 $SERVER_PID"
+
 echo "== http: load (wrk)"
 wrk_out=$(cli timeout 60 wrk -t 2 -c 256 -d 5s "$URL/" 2>&1)
 echo "$wrk_out" >"$ARTIFACTS/http-wrk.txt"
@@ -144,10 +152,9 @@ stop_server
 check "SIGTERM: exit code 0" test "$SERVER_RC" = 0
 check "SIGTERM: XDP detached" no_xdp
 check "exit report counts the requests" grep -q "bypass: http: .*http_requests=[1-9]" "$LOG"
-ACCESS="$ARTIFACTS/http-access.log"
 check "access log: GET / logged in Common Log Format" grep -Eq '^10\.99\.0\.2 - - \[[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9:]{8} \+0000\] "GET / HTTP/1\.1" 200 [0-9]+$' "$ACCESS"
-check "  ... with the 404, the 405 and a rejected request (\"-\" 400)" bash -c "grep -q '\"GET /missing HTTP/1.1\" 404 ' '$ACCESS' && grep -q '\"POST / HTTP/1.1\" 405 ' '$ACCESS' && grep -q '\"-\" 400 ' '$ACCESS'"
-check "  ... a line for every request the server counted" bash -c "[ \"\$(wc -l <'$ACCESS')\" = \"\$(grep -o 'http_requests=[0-9]*' '$LOG' | cut -d= -f2)\" ]"
+check "  ... with the 404, the 405 and a rejected request (\"-\" 400), before the rotation" bash -c "grep -q '\"GET /missing HTTP/1.1\" 404 ' '$ACCESS.1' && grep -q '\"POST / HTTP/1.1\" 405 ' '$ACCESS.1' && grep -q '\"-\" 400 ' '$ACCESS.1'"
+check "  ... a line for every request the server counted, over both files" bash -c "[ \"\$(cat '$ACCESS.1' '$ACCESS' | wc -l)\" = \"\$(grep -o 'http_requests=[0-9]*' '$LOG' | cut -d= -f2)\" ]"
 
 echo "== http: the connection limit"
 LOG="$ARTIFACTS/http-limit.log"
