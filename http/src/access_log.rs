@@ -36,6 +36,8 @@ pub struct AccessLog {
     reopen: Arc<AtomicU64>,
     /// The `reopen` value this core's handle is for.
     opened: u64,
+    /// The reopen request that failed last, once said.
+    reopen_failed: Option<u64>,
     buf: Vec<u8>,
     /// The `[day/Mon/year:hh:mm:ss +0000]` stamp, reformatted once a second.
     stamp: String,
@@ -52,6 +54,7 @@ pub fn open(path: &Path, reopen: Arc<AtomicU64>) -> io::Result<AccessLog> {
         file,
         path: path.to_path_buf(),
         opened: reopen.load(Ordering::Relaxed),
+        reopen_failed: None,
         reopen,
         buf: Vec::with_capacity(FLUSH_AT + 1024),
         stamp: String::new(),
@@ -103,16 +106,23 @@ impl AccessLog {
     pub fn flush(&mut self) {
         let wanted = self.reopen.load(Ordering::Relaxed);
         if wanted != self.opened {
-            self.opened = wanted;
+            // Tried at every write until it works; said once per request.
             match append(&self.path) {
                 Ok(file) => {
                     self.file = file;
+                    self.opened = wanted;
                     self.failed = false;
+                    self.reopen_failed = None;
                 }
-                Err(e) => tracing::error!(
-                    "access log {}: cannot reopen: {e}; still writing to the old file",
-                    self.path.display()
-                ),
+                Err(e) => {
+                    if self.reopen_failed != Some(wanted) {
+                        self.reopen_failed = Some(wanted);
+                        tracing::error!(
+                            "access log {}: cannot reopen: {e}; still writing to the old file, trying again every second",
+                            self.path.display()
+                        );
+                    }
+                }
             }
         }
         if self.buf.is_empty() {
@@ -216,6 +226,36 @@ mod tests {
         assert!(new.contains("/new"));
         let _ = std::fs::remove_file(&path);
         let _ = std::fs::remove_file(&rotated);
+    }
+
+    #[test]
+    fn a_failed_reopen_is_tried_again() {
+        let dir = std::env::temp_dir().join(format!("bypass-reopen-{}", std::process::id()));
+        let moved = dir.with_extension("old");
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&moved);
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("access.log");
+        let reopen = Arc::new(AtomicU64::new(0));
+        let mut log = open(&path, reopen.clone()).unwrap();
+        let peer = Ipv4Addr::new(10, 99, 0, 2);
+        // The whole directory goes: the reopen fails, lines go on to the
+        // old file.
+        std::fs::rename(&dir, &moved).unwrap();
+        reopen.fetch_add(1, Ordering::Relaxed);
+        log.record(peer, ("GET", "/during", "HTTP/1.1"), 200, 1);
+        log.flush();
+        assert!(std::fs::read_to_string(moved.join("access.log"))
+            .unwrap()
+            .contains("/during"));
+        // Once the directory is back, the next write reopens.
+        std::fs::create_dir(&dir).unwrap();
+        log.record(peer, ("GET", "/after", "HTTP/1.1"), 200, 1);
+        log.flush();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert!(new.contains("/after") && !new.contains("/during"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&moved);
     }
 
     #[test]

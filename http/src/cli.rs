@@ -135,21 +135,21 @@ pub struct ServeArgs {
 
     /// Never sleep: poll the rings continuously (lowest latency; each queue
     /// thread uses a whole core). Default: spin briefly, then block in poll().
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false, hide_possible_values = true, hide_default_value = true)]
     pub busy_poll: bool,
 
     /// Share the address with the kernel: only the steered TCP ports go to
     /// the stack; ARP, ICMP, SSH and the rest stay with the kernel.
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false, hide_possible_values = true, hide_default_value = true)]
     pub shared_ip: bool,
 
     /// Bind AF_XDP sockets in zero-copy mode (needs driver support, e.g.
     /// ice, i40e, mlx5); fails clearly when unavailable.
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false, hide_possible_values = true, hide_default_value = true)]
     pub zero_copy: bool,
 
     /// Attach XDP in generic (skb) mode instead of trying native first.
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false, hide_possible_values = true, hide_default_value = true)]
     pub generic_xdp: bool,
 
     /// UMEM frames per queue, half for receive and half for transmit
@@ -285,6 +285,18 @@ mod tests {
         assert_eq!(a.cores, Some(CpuList(vec![0, 1])));
         assert_eq!(a.ports, vec![80, 443]);
         assert!(a.busy_poll && a.shared_ip && a.zero_copy);
+        assert!(!a.generic_xdp, "a switch not given is off");
+        let off = |flag: &str| {
+            let cli =
+                Cli::try_parse_from(["bypass", "serve", "--iface", "x", "--ip", "1.2.3.4", flag]);
+            let Command::Serve(a) = cli.unwrap().command;
+            a.shared_ip
+        };
+        assert!(
+            !off("--shared-ip=false"),
+            "a switch can be turned off (over --config)"
+        );
+        assert!(off("--shared-ip=true"));
         assert!(
             Cli::try_parse_from(["bypass", "serve", "--ip", "10.0.0.1"]).is_err(),
             "--iface is required"

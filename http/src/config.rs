@@ -5,7 +5,8 @@
 //! 1000`, `shared-ip = true`, `port = [80, 8080]`), and every value goes
 //! through the same parser as its flag, so a file can express exactly what
 //! a command line can. A flag given on the command line wins over the file;
-//! the file wins over the defaults. Unknown keys are errors (a typo must
+//! the file wins over the defaults (switches take `--shared-ip=false` to
+//! turn off what a file turns on). Unknown keys are errors (a typo must
 //! not silently fall back to a default). Relative paths in the file
 //! (`root`, `access-log`) are taken from the file's directory, so a site
 //! and its config can move together.
@@ -287,6 +288,11 @@ mod tests {
         assert_eq!(args.ports, vec![80], "an empty file keeps the defaults");
         assert_eq!(args.root, PathBuf::from("./www"));
         assert_eq!(args.reload_interval, 2);
+        let args = serve(&["--busy-poll=false"], "busy-poll = true").unwrap();
+        assert!(
+            !args.busy_poll,
+            "a switch the file turns on, the command line turns off"
+        );
         let args = serve(&["--root", "mine"], "root = \"theirs\"").unwrap();
         assert_eq!(
             args.root,

@@ -6,8 +6,9 @@
 //! stat of every file, nothing read) every interval, and loads only once a
 //! change has held still for one interval, so a file caught half-written
 //! is not served as the new version (copying a site in takes a moment;
-//! `rsync` and editors that rename into place are atomic anyway). A
-//! failed load (the root gone) keeps the old site and says so.
+//! `rsync` and editors that rename into place are atomic anyway); a tree
+//! that changed during the load is loaded again. A failed load (the root
+//! gone) keeps the old site and says so.
 //!
 //! Cores never lock for it: a core compares one atomic generation number
 //! per pass of its loop, and takes the mutex only on the rare pass after a
@@ -102,7 +103,14 @@ pub struct Watcher {
     loaded: u64,
     /// The fingerprint seen by the previous check.
     previous: u64,
+    /// Loads in a row that could not read some entry.
+    retries: u32,
 }
+
+/// Loads of an unchanged tree tried again while some entry fails to read
+/// (EIO, EMFILE): a lasting failure (a file nobody may read) then waits for
+/// the next change instead of costing a load every interval.
+const READ_RETRIES: u32 = 3;
 
 impl Watcher {
     /// `loaded`: the fingerprint taken just before the served site was
@@ -113,6 +121,7 @@ impl Watcher {
             max_file,
             loaded,
             previous: loaded,
+            retries: 0,
         }
     }
 
@@ -136,7 +145,19 @@ impl Watcher {
         }
         match Site::load(&self.root, self.max_file) {
             Ok(site) => {
-                self.loaded = now;
+                // What was loaded is what was fingerprinted only if nothing
+                // moved during the load and every entry could be read;
+                // otherwise the new site is still served (it is newer) but
+                // loaded again once the tree holds still, and entries that
+                // failed to read are retried a few times.
+                let after = Site::fingerprint(&self.root).ok();
+                let complete = site.read_errors() == 0 || self.retries >= READ_RETRIES;
+                if after == Some(now) && complete {
+                    self.loaded = now;
+                    self.retries = 0;
+                } else if after == Some(now) {
+                    self.retries += 1;
+                }
                 Some(site)
             }
             Err(e) => {

@@ -483,8 +483,6 @@ fn parse_content_length(value: &[u8]) -> Option<u64> {
     })
 }
 
-/// Keeps the first of repeated fields. The value must be UTF-8, since the
-/// server acts on it (obs-text is legal but nothing we serve would match it).
 /// The lines of a list-valued field. A sender may split a list over
 /// several lines, which mean the same as one line joining them with commas
 /// (RFC 9110 §5.3); kept without allocating, up to `FIELD_LINES` lines.
@@ -533,6 +531,8 @@ impl<'a> FieldLines<'a> {
     }
 }
 
+/// Keeps the first of repeated fields. The value must be UTF-8, since the
+/// server acts on it (obs-text is legal but nothing we serve would match it).
 fn keep_first<'a>(slot: &mut Option<&'a str>, value: &'a [u8]) -> Result<(), Rejection> {
     if slot.is_none() {
         *slot = Some(std::str::from_utf8(value).map_err(|_| Rejection::BadRequest)?);

@@ -67,6 +67,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             .context("installing signal handlers")?;
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
+    // SIGUSR1 (log rotation) must never take the default action, which
+    // kills the process: caught from the start, with or without a log.
+    let usr1 = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone())
+        .context("installing signal handlers")?;
 
     // Fingerprint first: a change made during the load is seen later.
     let fingerprint = Site::fingerprint(&args.root)?;
@@ -103,12 +108,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // SIGUSR1 reopens it (log rotation): the flag is turned into a
     // generation number the cores compare once a second.
     let log_reopen = Arc::new(AtomicU64::new(0));
-    let usr1 = Arc::new(AtomicBool::new(false));
     if let Some(path) = &args.access_log {
         crate::access_log::open(path, log_reopen.clone())
             .with_context(|| format!("access log {}", path.display()))?;
-        signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone())
-            .context("installing signal handlers")?;
     }
     let access_log = args.access_log.clone();
     let running = {
@@ -173,8 +175,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     while !stop.load(std::sync::atomic::Ordering::Relaxed) && !running.failed() {
         std::thread::sleep(Duration::from_millis(50));
         if usr1.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            log_reopen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!("SIGUSR1: reopening the access log");
+            if args.access_log.is_some() {
+                log_reopen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!("SIGUSR1: reopening the access log");
+            } else {
+                tracing::info!("SIGUSR1: no access log to reopen");
+            }
         }
         if !stats_every.is_zero() && last_stats.0.elapsed() >= stats_every {
             last_stats = log_stats(&metrics, last_stats);
@@ -185,7 +191,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let report = running.stop();
     reload_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(reloader) = reloader {
-        let _ = reloader.join();
+        if reloader.join().is_err() {
+            eprintln!("bypass: error: the site reload thread panicked; the site stopped reloading");
+        }
     }
 
     let mut total = Counters::default();

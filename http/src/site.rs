@@ -29,6 +29,9 @@ pub struct Site {
     /// builds no string.
     indexes: HashMap<String, String>,
     total_bytes: u64,
+    /// Entries skipped because reading them failed (not those refused by
+    /// rule, like symlinks out of the root): a reload retries them.
+    read_errors: usize,
 }
 
 /// One file, ready to serve: its bytes in memory, or, above the cache
@@ -41,8 +44,11 @@ pub struct Entry {
     pub disk: Option<(Arc<fs::File>, u64)>,
     /// e.g. "text/html; charset=utf-8"
     pub content_type: &'static str,
-    /// A strong validator, quoted, e.g. "\"1f4-18c2a3b4c5d\"": length in hex,
-    /// then mtime in nanoseconds since the epoch in hex; RFC 9110 §8.8.3.
+    /// A strong validator, quoted, e.g. "\"1f4-18c2a3b4c5d-9e3779b9\"":
+    /// length in hex, mtime in nanoseconds since the epoch in hex, then a
+    /// digest of the inode and ctime, so a file replaced with the same
+    /// size and mtime (`cp -p`, `rsync -t`, `tar x`) still gets a new tag;
+    /// RFC 9110 §8.8.3.
     /// It names the identity representation only: a server sending `gzip` or
     /// `brotli` must derive a different tag for those (§8.8.3 requires strong
     /// tags to differ across content codings).
@@ -166,6 +172,11 @@ impl Site {
         (self.files.len(), self.total_bytes)
     }
 
+    /// Entries that could not be read when loading (each was warned about).
+    pub fn read_errors(&self) -> usize {
+        self.read_errors
+    }
+
     /// What to serve for a request target (origin-form, as on the request
     /// line: path plus optional `?query`, RFC 9112 §3.2.1).
     pub fn lookup(&self, target: &str) -> Lookup<'_> {
@@ -281,6 +292,7 @@ impl Loader {
                 dirs: HashSet::new(),
                 indexes: HashMap::new(),
                 total_bytes: 0,
+                read_errors: 0,
             },
             fingerprint,
         }
@@ -298,6 +310,7 @@ impl Loader {
                 Ok(listing) => listing,
                 Err(e) => {
                     tracing::warn!(dir = %dir.path.display(), error = %e, "skipping unreadable directory");
+                    self.site.read_errors += 1;
                     continue;
                 }
             };
@@ -306,6 +319,7 @@ impl Loader {
                     Ok(item) => item,
                     Err(e) => {
                         tracing::warn!(dir = %dir.path.display(), error = %e, "skipping unreadable directory entry");
+                        self.site.read_errors += 1;
                         continue;
                     }
                 };
@@ -360,11 +374,12 @@ impl Loader {
     /// The path to read for `path` and its (followed) metadata, or None if
     /// it must not be served. Directories reached without symlinks are
     /// already canonical, so only symlinks need resolving and checking.
-    fn admit(&self, path: &Path) -> Option<(PathBuf, fs::Metadata)> {
+    fn admit(&mut self, path: &Path) -> Option<(PathBuf, fs::Metadata)> {
         let own = match fs::symlink_metadata(path) {
             Ok(own) => own,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "skipping unreadable entry");
+                self.site.read_errors += 1;
                 return None;
             }
         };
@@ -387,6 +402,7 @@ impl Loader {
             Ok(metadata) => Some((target, metadata)),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "skipping unreadable symlink target");
+                self.site.read_errors += 1;
                 None
             }
         }
@@ -430,6 +446,7 @@ impl Loader {
             }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "skipping unreadable file");
+                self.site.read_errors += 1;
                 return;
             }
         };
@@ -454,7 +471,11 @@ impl Loader {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_nanos());
         Entry {
-            etag: format!("\"{len:x}-{mtime_nanos:x}\""),
+            etag: format!("\"{len:x}-{mtime_nanos:x}-{:08x}\"", {
+                use std::os::unix::fs::MetadataExt;
+                let identity = (metadata.ino(), metadata.ctime(), metadata.ctime_nsec());
+                digest(&identity) as u32
+            }),
             content_type: content_type(key),
             last_modified,
             last_modified_http: httpdate::fmt_http_date(last_modified),
@@ -897,9 +918,12 @@ mod tests {
             .unwrap();
         let first = dir.site();
         let first = entry(&first, "/f.txt");
-        assert_eq!(
-            first.etag,
-            format!("\"5-{:x}\"", 1_700_000_000u128 * 1_000_000_000)
+        assert!(
+            first
+                .etag
+                .starts_with(&format!("\"5-{:x}-", 1_700_000_000u128 * 1_000_000_000)),
+            "{}",
+            first.etag
         );
         assert_eq!(first.last_modified, time);
         assert_eq!(first.last_modified_http, "Tue, 14 Nov 2023 22:13:20 GMT");
@@ -926,6 +950,22 @@ mod tests {
         assert_ne!(entry(&touched, "/f.txt").etag, first.etag);
         // Sub-second changes do not show in Last-Modified.
         assert_eq!(entry(&touched, "/f.txt").last_modified, time);
+
+        // Replaced by another file with the same length and mtime (cp -p):
+        // a new inode, so a new tag.
+        let other = dir.write("other.txt", b"HELLO");
+        fs::File::options()
+            .write(true)
+            .open(&other)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        fs::rename(&other, &path).unwrap();
+        let replaced = dir.site();
+        assert_ne!(
+            entry(&replaced, "/f.txt").etag,
+            entry(&touched, "/f.txt").etag
+        );
     }
 
     #[test]
