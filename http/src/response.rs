@@ -13,7 +13,7 @@ use std::{io::Write, ops::Range, sync::Arc, time::SystemTime};
 
 use crate::{
     request::{FieldLines, Method, Rejection, Request, Version},
-    site::{Entry, Lookup, Site},
+    site::{Entry, Lookup, Site, Streamed},
 };
 
 /// The server's name in `Server:`.
@@ -76,7 +76,7 @@ pub enum Body {
     Empty,
     Static(&'static [u8]),
     Shared(Arc<[u8]>, Range<usize>),
-    File(Arc<std::fs::File>, Range<u64>),
+    File(Arc<Streamed>, Range<u64>),
 }
 
 impl Body {
@@ -446,7 +446,7 @@ fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
     // The chosen representation: a compressed sibling, the cached file, or
     // the file on disk.
     let (len, whole) = match (encoding, &entry.disk) {
-        (None, Some((file, len))) => (*len, Body::File(file.clone(), 0..*len)),
+        (None, Some(disk)) => (disk.len, Body::File(disk.clone(), 0..disk.len)),
         _ => (data.len() as u64, Body::Shared(data.clone(), 0..data.len())),
     };
     // If-Range (§13.1.5): the range applies only to the representation the

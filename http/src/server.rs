@@ -255,7 +255,7 @@ impl HttpServer {
                         let sent = conn.send_with(|room| {
                             let take = room.len().min(want);
                             let room = &mut room[..take];
-                            match file.read_at(room, offset) {
+                            match file.file.read_at(room, offset) {
                                 Ok(n) if n > 0 || room.is_empty() => n,
                                 _ => {
                                     failed = true;
@@ -397,14 +397,16 @@ impl HttpServer {
                         response::respond(&req, &site)
                     };
                     // A streamed file is read as the response goes out; one
-                    // cut short on disk since it was loaded could not keep
-                    // the promised length: 500 now rather than a truncated
-                    // body (a reload picks up the new file).
-                    if let Body::File(file, range) = &r.body {
-                        if r.send_body && file.metadata().map_or(true, |m| m.len() < range.end) {
+                    // rewritten on disk since it was loaded (truncated,
+                    // grown, overwritten) could keep neither the promised
+                    // length nor its validators: 500 now rather than a
+                    // truncated or mixed body (a reload picks up the new
+                    // file; a rename into place leaves the open one intact).
+                    if let Body::File(file, _) = &r.body {
+                        if r.send_body && !file.unchanged() {
                             tracing::warn!(
                                 target = req.target,
-                                "streamed file shrank on disk since it was loaded: 500"
+                                "streamed file changed on disk since it was loaded: 500"
                             );
                             r = response::finish(
                                 &req,

@@ -39,9 +39,8 @@ pub struct Site {
 pub struct Entry {
     /// The bytes, for a cached file (empty for a streamed one).
     pub body: Arc<[u8]>,
-    /// The file to stream from, and its length at load, for a file too big
-    /// to cache.
-    pub disk: Option<(Arc<fs::File>, u64)>,
+    /// The file to stream from, for a file too big to cache.
+    pub disk: Option<Arc<Streamed>>,
     /// e.g. "text/html; charset=utf-8"
     pub content_type: &'static str,
     /// A strong validator, quoted, e.g. "\"1f4-18c2a3b4c5d-9e3779b9\"":
@@ -70,7 +69,30 @@ impl Entry {
     pub fn len(&self) -> u64 {
         self.disk
             .as_ref()
-            .map_or(self.body.len() as u64, |(_, len)| *len)
+            .map_or(self.body.len() as u64, |disk| disk.len)
+    }
+}
+
+/// A file served from disk as the response goes out, kept open from load
+/// (so a rename or delete of its name does not affect it), with what its
+/// validators were built from.
+#[derive(Debug)]
+pub struct Streamed {
+    pub file: fs::File,
+    /// The length at load: the Content-Length promised.
+    pub len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Streamed {
+    /// Whether the open file still has the length and mtime it had at
+    /// load. A file rewritten in place (truncated, grown, overwritten)
+    /// would break the promised length or the validators, until the next
+    /// reload replaces the entry. One fstat.
+    pub fn unchanged(&self) -> bool {
+        self.file
+            .metadata()
+            .is_ok_and(|m| m.len() == self.len && m.modified().ok() == self.modified)
     }
 }
 
@@ -480,7 +502,13 @@ impl Loader {
             last_modified,
             last_modified_http: httpdate::fmt_http_date(last_modified),
             body: body.into(),
-            disk: file.map(|f| (Arc::new(f), len)),
+            disk: file.map(|file| {
+                Arc::new(Streamed {
+                    file,
+                    len,
+                    modified: metadata.modified().ok(),
+                })
+            }),
             gzip: None,
             brotli: None,
         }
@@ -1014,11 +1042,21 @@ mod tests {
             panic!("the big file is served");
         };
         assert!(big.body.is_empty(), "not in memory");
-        let (file, len) = big.disk.as_ref().expect("streamed from disk");
-        assert_eq!(*len, 11);
+        let disk = big.disk.as_ref().expect("streamed from disk");
+        assert_eq!(disk.len, 11);
         let mut buf = [0u8; 11];
         use std::os::unix::fs::FileExt;
-        assert_eq!(file.read_at(&mut buf, 0).unwrap(), 11);
+        assert_eq!(disk.file.read_at(&mut buf, 0).unwrap(), 11);
+        assert!(disk.unchanged());
+        // Overwritten in place with the same length: no longer what was
+        // loaded (mtime), nor once grown.
+        let path = dir.0.join("big.bin");
+        let file = fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(UNIX_EPOCH + Duration::from_secs(1))
+            .unwrap();
+        assert!(!disk.unchanged(), "rewritten in place");
+        fs::write(&path, b"0123456789abc").unwrap();
+        assert!(!disk.unchanged(), "grown");
         assert_eq!(big.len(), 11);
         assert!(big.etag.starts_with("\"b-"), "{}", big.etag);
         assert_eq!(site.stats(), (2, 10), "only cached bytes count");

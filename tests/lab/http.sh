@@ -181,8 +181,10 @@ codes=$(for i in $(seq 1 10); do curl_code -H 'Connection: close' "$URL/"; echo;
 check "10 requests that the server closes first (then TIME-WAIT) do not use up --max-connections 2 (${codes})" bash -c "grep -q '^ 10 200$' <<<'$codes'"
 cli curl -s --max-time 10 -o "$ARTIFACTS/http-stream.css" "$URL/stream.css"
 check "a streamed file (above max-cached-file) byte-exact" cmp "$ARTIFACTS/http-stream.css" "$SITE/stream.css"
+printf 'X' | dd of="$SITE/stream.css" bs=1 seek=10 conv=notrunc status=none
+check "  ... 500 once it is overwritten in place (same length, new mtime)" test "$(curl_code "$URL/stream.css")" = 500
 truncate -s 100 "$SITE/stream.css"
-check "  ... and 500 once it is cut short on disk" test "$(curl_code "$URL/stream.css")" = 500
+check "  ... and once it is cut short" test "$(curl_code "$URL/stream.css")" = 500
 few=$(for i in $(seq 1 8); do printf 'X-%d: y\\r\\n' "$i"; done)
 status_case "max-header-fields = 10 (from the file): 10 fields served" 200 "GET / HTTP/1.1\\r\\nHost: x\\r\\n${few}Connection: close\\r\\n\\r\\n"
 status_case "  ... 11 fields: 431" 431 "GET / HTTP/1.1\\r\\nHost: x\\r\\n${few}X-9: y\\r\\nX-10: y\\r\\n\\r\\n"
