@@ -126,8 +126,8 @@ impl Watcher {
     }
 
     /// One look at the tree: a new site when it changed and has held still
-    /// since the previous look.
-    pub fn check(&mut self) -> Option<Site> {
+    /// since the previous look, sharing `serving`'s unchanged files.
+    pub fn check(&mut self, serving: &Arc<Site>) -> Option<Site> {
         let now = match Site::fingerprint(&self.root) {
             Ok(now) => now,
             Err(e) => {
@@ -143,7 +143,7 @@ impl Watcher {
         if now == self.loaded || !stable {
             return None;
         }
-        match Site::load(&self.root, self.max_file) {
+        match Site::reload(&self.root, self.max_file, serving) {
             Ok(site) => {
                 // What was loaded is what was fingerprinted only if nothing
                 // moved during the load and every entry could be read;
@@ -186,7 +186,7 @@ pub fn spawn(
                     continue;
                 }
                 next = Instant::now() + interval;
-                if let Some(site) = watcher.check() {
+                if let Some(site) = watcher.check(&shared.current()) {
                     let (files, bytes) = site.stats();
                     shared.publish(site);
                     tracing::info!(
@@ -219,13 +219,24 @@ mod tests {
         let mut core = SiteHandle::new(shared.clone());
         let mut watcher = Watcher::new(dir.0.clone(), 1 << 20, fingerprint);
 
-        assert!(watcher.check().is_none(), "nothing changed");
+        assert!(
+            watcher.check(&shared.current()).is_none(),
+            "nothing changed"
+        );
         dir.write("index.html", b"two, longer");
         dir.write("new/page.html", b"new");
-        assert!(watcher.check().is_none(), "just changed: not yet");
-        let site = watcher.check().expect("held still: loaded");
+        assert!(
+            watcher.check(&shared.current()).is_none(),
+            "just changed: not yet"
+        );
+        let site = watcher
+            .check(&shared.current())
+            .expect("held still: loaded");
         shared.publish(site);
-        assert!(watcher.check().is_none(), "loaded: nothing more to do");
+        assert!(
+            watcher.check(&shared.current()).is_none(),
+            "loaded: nothing more to do"
+        );
 
         assert_eq!(body(core.site(), "/").as_deref(), Some(&b"one"[..]));
         assert!(core.refresh());
@@ -237,8 +248,12 @@ mod tests {
         );
 
         std::fs::remove_file(dir.0.join("new/page.html")).unwrap();
-        assert!(watcher.check().is_none());
-        shared.publish(watcher.check().expect("a removal is a change"));
+        assert!(watcher.check(&shared.current()).is_none());
+        shared.publish(
+            watcher
+                .check(&shared.current())
+                .expect("a removal is a change"),
+        );
         core.refresh();
         assert!(body(core.site(), "/new/page.html").is_none());
         assert!(
@@ -252,14 +267,15 @@ mod tests {
         let dir = TempDir::new();
         dir.write("log.txt", b"a");
         let fingerprint = Site::fingerprint(&dir.0).unwrap();
+        let serving = Arc::new(Site::load(&dir.0, 1 << 20).unwrap());
         let mut watcher = Watcher::new(dir.0.clone(), 1 << 20, fingerprint);
         let mut contents = Vec::from(&b"a"[..]);
         for _ in 0..5 {
             contents.push(b'a');
             dir.write("log.txt", &contents);
-            assert!(watcher.check().is_none(), "still being written");
+            assert!(watcher.check(&serving).is_none(), "still being written");
         }
-        assert!(watcher.check().is_some());
+        assert!(watcher.check(&serving).is_some());
     }
 
     #[test]
@@ -267,14 +283,47 @@ mod tests {
         let dir = TempDir::new();
         dir.write("index.html", b"one");
         let fingerprint = Site::fingerprint(&dir.0).unwrap();
+        let serving = Arc::new(Site::load(&dir.0, 1 << 20).unwrap());
         let mut watcher = Watcher::new(dir.0.clone(), 1 << 20, fingerprint);
         std::fs::remove_dir_all(&dir.0).unwrap();
-        assert!(watcher.check().is_none());
-        assert!(watcher.check().is_none());
+        assert!(watcher.check(&serving).is_none());
+        assert!(watcher.check(&serving).is_none());
         // Back, with other contents: loaded once it holds still.
         dir.write("index.html", b"back again");
-        assert!(watcher.check().is_none());
-        assert!(watcher.check().is_some());
+        assert!(watcher.check(&serving).is_none());
+        assert!(watcher.check(&serving).is_some());
+    }
+
+    /// A reload reads only what changed: unchanged files keep their bytes
+    /// (the same allocation), siblings are attached afresh.
+    #[test]
+    fn a_reload_shares_unchanged_files() {
+        let dir = TempDir::new();
+        dir.write("same.css", b"body {}");
+        dir.write("same.css.gz", b"gzipped");
+        dir.write("big.bin", &[7u8; 100]);
+        dir.write("edited.html", b"before");
+        let first = Arc::new(Site::load(&dir.0, 64).unwrap());
+        dir.write("edited.html", b"after, longer");
+        std::fs::remove_file(dir.0.join("same.css.gz")).unwrap();
+        let second = Site::reload(&dir.0, 64, &first).unwrap();
+        let entry = |site: &Site, target: &str| match site.lookup(target) {
+            Lookup::File(entry) => entry.clone(),
+            other => panic!("{target}: {other:?}"),
+        };
+        let (old, new) = (entry(&first, "/same.css"), entry(&second, "/same.css"));
+        assert!(Arc::ptr_eq(&old.body, &new.body), "unchanged: shared");
+        assert!(
+            old.gzip.is_some() && new.gzip.is_none(),
+            "the removed sibling is gone"
+        );
+        let (old, new) = (entry(&first, "/big.bin"), entry(&second, "/big.bin"));
+        assert!(Arc::ptr_eq(
+            old.disk.as_ref().unwrap(),
+            new.disk.as_ref().unwrap()
+        ));
+        assert_eq!(&*entry(&second, "/edited.html").body, b"after, longer");
+        assert_eq!(second.stats(), Site::load(&dir.0, 64).unwrap().stats());
     }
 
     #[test]

@@ -582,6 +582,7 @@ mod tests {
             disk: None,
             gzip: Some(Arc::from(&b"gz"[..])),
             brotli: Some(Arc::from(&b"br"[..])),
+            stamp: 0,
         };
         assert_eq!(
             pick_encoding(&FieldLines::of(&["gzip, br"]), &entry).map(|e| e.0),

@@ -36,6 +36,8 @@ pub struct Site {
 
 /// One file, ready to serve: its bytes in memory, or, above the cache
 /// limit, an open handle to stream it from (the page cache keeps it warm).
+/// Cloning shares the bytes.
+#[derive(Clone)]
 pub struct Entry {
     /// The bytes, for a cached file (empty for a streamed one).
     pub body: Arc<[u8]>,
@@ -62,6 +64,9 @@ pub struct Entry {
     /// Pre-compressed siblings found beside the file (`name.gz`, `name.br`), if any.
     pub gzip: Option<Arc<[u8]>>,
     pub brotli: Option<Arc<[u8]>>,
+    /// A digest of the file's metadata when it was read (`file_stamp`): a
+    /// reload reuses the entry, bytes and all, while it is unchanged.
+    pub stamp: u64,
 }
 
 impl Entry {
@@ -133,6 +138,22 @@ impl Site {
     /// entries below the root are skipped with a warning rather than failing
     /// the whole start-up.
     pub fn load(root: &Path, max_file: u64) -> anyhow::Result<Site> {
+        Site::load_reusing(root, max_file, None)
+    }
+
+    /// `load`, taking from `previous` every file whose metadata has not
+    /// changed instead of reading it again: a reload costs what changed,
+    /// and unchanged bytes are shared with the site being served rather
+    /// than held twice.
+    pub fn reload(root: &Path, max_file: u64, previous: &Arc<Site>) -> anyhow::Result<Site> {
+        Site::load_reusing(root, max_file, Some(previous.clone()))
+    }
+
+    fn load_reusing(
+        root: &Path,
+        max_file: u64,
+        previous: Option<Arc<Site>>,
+    ) -> anyhow::Result<Site> {
         let canonical_root = fs::canonicalize(root)
             .with_context(|| format!("site root {}: cannot open", root.display()))?;
         if !canonical_root.is_dir() {
@@ -144,6 +165,7 @@ impl Site {
             .with_context(|| format!("site root {}: cannot list", root.display()))?;
 
         let mut loader = Loader::new(canonical_root.clone(), max_file, None);
+        loader.previous = previous;
         loader.walk(canonical_root);
         let mut site = loader.site;
         site.attach_precompressed();
@@ -285,6 +307,20 @@ struct Loader {
     /// Some: only fingerprint the files (an order-independent sum of one
     /// digest per file), read none.
     fingerprint: Option<u64>,
+    /// The site being served, whose unchanged entries a reload takes over.
+    previous: Option<Arc<Site>>,
+}
+
+/// What a file's entry depends on: length, mtime, ctime and identity. An
+/// equal stamp means the bytes read before are still the file's.
+fn file_stamp(metadata: &fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    digest(&(
+        metadata.len(),
+        (metadata.mtime(), metadata.mtime_nsec()),
+        (metadata.ctime(), metadata.ctime_nsec()),
+        (metadata.dev(), metadata.ino()),
+    ))
 }
 
 /// One value's SipHash with fixed keys (stable within a process, which is
@@ -317,6 +353,7 @@ impl Loader {
                 read_errors: 0,
             },
             fingerprint,
+            previous: None,
         }
     }
 
@@ -384,7 +421,7 @@ impl Loader {
                             (metadata.dev(), metadata.ino()),
                         );
                         *sum = sum.wrapping_add(digest(&(&key, &real_path, stamp)));
-                    } else {
+                    } else if !self.reuse(&key, &metadata) {
                         self.load_file(&real_path, key);
                     }
                 }
@@ -428,6 +465,30 @@ impl Loader {
                 None
             }
         }
+    }
+
+    /// Takes the previous site's entry for `key` if the file is unchanged
+    /// (and still on the same side of the cache limit).
+    fn reuse(&mut self, key: &str, metadata: &fs::Metadata) -> bool {
+        let stamp = file_stamp(metadata);
+        let streamed = metadata.len() > self.max_file;
+        let Some(mut entry) = self
+            .previous
+            .as_ref()
+            .and_then(|previous| previous.files.get(key))
+            .filter(|entry| entry.stamp == stamp && entry.disk.is_some() == streamed)
+            .cloned()
+        else {
+            return false;
+        };
+        // Siblings are attached afresh: one may have gone.
+        entry.gzip = None;
+        entry.brotli = None;
+        if entry.disk.is_none() {
+            self.site.total_bytes += entry.body.len() as u64;
+        }
+        self.site.files.insert(key.to_owned(), entry);
+        true
     }
 
     fn load_file(&mut self, path: &Path, key: String) {
@@ -511,6 +572,7 @@ impl Loader {
             }),
             gzip: None,
             brotli: None,
+            stamp: file_stamp(metadata),
         }
     }
 }
