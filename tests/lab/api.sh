@@ -8,23 +8,9 @@ source "$(dirname "$0")/lib.sh"
 SINGLE="${SINGLE:-$ROOT/target/release/examples/single_request}"
 [ -x "$SINGLE" ] || { echo "api lab test: $SINGLE missing: cargo build --release -p bypass-stack --examples" >&2; exit 1; }
 
-# wait_exit: waits up to 20 s for the server to exit by itself; its exit
-# code goes into SERVER_RC ("running" if it did not).
-wait_exit() {
-  SERVER_RC=running
-  for _ in $(seq 1 400); do
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  if kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-  else
-    wait "$SERVER_PID" 2>/dev/null
-    SERVER_RC=$?
-  fi
-  SERVER_PID=
-}
+# wait_exit: the server exits by itself within 20 s; its exit code goes
+# into SERVER_RC ("running" if it did not).
+wait_exit() { await_server 20 running; }
 
 echo "== api: the single-request program (RFC 793 user interface, 2 queues)"
 "$LAB" up --queues 2 >/dev/null

@@ -60,23 +60,31 @@ start_server() {
   start_srv "$log" "$BYPASS" serve "$@"
 }
 
-# stop_server: SIGTERM, and the exit code into SERVER_RC.
-stop_server() {
+# await_server SECS WHAT: waits up to SECS for the server to exit; its exit
+# code goes into SERVER_RC, or WHAT if it had to be killed.
+await_server() {
+  local tries=$(($1 * 20))
   SERVER_RC=
   [ -n "$SERVER_PID" ] || return 0
-  kill -TERM "$SERVER_PID" 2>/dev/null
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 "$tries"); do
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.05
   done
   if kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -KILL "$SERVER_PID" 2>/dev/null
-    SERVER_RC=killed
+    SERVER_RC=$2
   fi
   wait "$SERVER_PID" 2>/dev/null
   local rc=$?
   [ -n "$SERVER_RC" ] || SERVER_RC=$rc
   SERVER_PID=
+}
+
+# stop_server: SIGTERM, and the exit code into SERVER_RC ("killed" if it
+# did not stop within 5 s).
+stop_server() {
+  [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null
+  await_server 5 killed
 }
 
 # ping_clean ARGS...: ping from bpx-cli; passes on 0% loss, and otherwise
