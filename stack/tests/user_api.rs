@@ -277,6 +277,14 @@ fn read_to_end(conn: &TcpConnection) -> Result<Vec<u8>, UserError> {
     }
 }
 
+/// `read_to_end` on a thread of its own, while the caller sends.
+fn read_on_another_thread(
+    conn: &Arc<TcpConnection>,
+) -> thread::JoinHandle<Result<Vec<u8>, UserError>> {
+    let conn = conn.clone();
+    thread::spawn(move || read_to_end(&conn))
+}
+
 #[test]
 fn init_twice_is_refused_and_allowed_again_after_shutdown() {
     let _t = turn();
@@ -329,10 +337,7 @@ fn many_threads_echo_through_active_opens_byte_exact() {
                 );
                 // Reading on another thread while this one sends.
                 let conn = Arc::new(conn);
-                let reader = {
-                    let conn = conn.clone();
-                    thread::spawn(move || read_to_end(&conn))
-                };
+                let reader = read_on_another_thread(&conn);
                 conn.send_all(&data, WAIT).unwrap();
                 conn.close().unwrap();
                 assert_eq!(conn.send(b"late"), Err(UserError::Closing));
@@ -601,10 +606,7 @@ fn active_opens_work_when_replies_land_on_another_core() {
                 let conn = stack.open_active(SocketAddrV4::new(PEER_IP, ECHO)).unwrap();
                 conn.wait_established(WAIT).unwrap();
                 let conn = Arc::new(conn);
-                let reader = {
-                    let conn = conn.clone();
-                    thread::spawn(move || read_to_end(&conn))
-                };
+                let reader = read_on_another_thread(&conn);
                 conn.send_all(&data, WAIT).unwrap();
                 conn.close().unwrap();
                 let got = reader.join().unwrap().unwrap();
