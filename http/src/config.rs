@@ -104,60 +104,47 @@ fn merge(
 ) -> anyhow::Result<()> {
     let file: ConfigFile = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
     // Sets a field from the file unless its flag was given; `$convert`
-    // turns the file's value into the flag's type (and may fail).
+    // turns the file's value into the flag's type, or says why it cannot.
     macro_rules! take {
         ($field:ident) => {
-            take!($field, $field, |v| Ok::<_, anyhow::Error>(v))
+            take!($field, $field, Ok)
         };
         ($key:ident, $field:ident, $convert:expr) => {
             if let Some(value) = file.$key {
                 if !on_command_line(stringify!($field)) {
-                    let key = stringify!($key).replace('_', "-");
-                    args.$field = ($convert)(value).with_context(|| key)?;
+                    let convert: fn(_) -> Result<_, String> = $convert;
+                    args.$field = convert(value)
+                        .map_err(|e| anyhow!("{}: {e}", stringify!($key).replace('_', "-")))?;
                 }
             }
         };
     }
-    fn flag<T>(parsed: Result<T, String>) -> anyhow::Result<T> {
-        parsed.map_err(|e| anyhow!(e))
-    }
-    let relative = |p: PathBuf| Ok::<_, anyhow::Error>(base.join(p));
-    take!(iface, iface, |v| Ok::<_, anyhow::Error>(Some(v)));
-    take!(ip, ip, |v: String| flag(cli::parse_addr_prefix(&v))
-        .map(Some));
-    take!(gateway, gateway, |v| Ok::<_, anyhow::Error>(Some(v)));
-    take!(queues, queues, |v| Ok::<_, anyhow::Error>(Some(v)));
+    take!(iface, iface, |v| Ok(Some(v)));
+    take!(ip, ip, |v: String| cli::parse_addr_prefix(&v).map(Some));
+    take!(gateway, gateway, |v| Ok(Some(v)));
+    take!(queues, queues, |v| Ok(Some(v)));
     take!(cores, cores, |v| match v {
-        Cpus::Spelled(s) => flag(cli::parse_cpus(&s)).map(Some),
+        Cpus::Spelled(s) => cli::parse_cpus(&s).map(Some),
         Cpus::List(l) => Ok(Some(cli::CpuList(l))),
     });
-    take!(root, root, relative);
-    take!(port, ports, |v: OneOrMany<u16>| Ok::<_, anyhow::Error>(
-        v.into_vec()
-    ));
+    take!(port, ports, |v: OneOrMany<u16>| Ok(v.into_vec()));
     take!(max_connections);
     take!(header_timeout);
     take!(idle_timeout);
-    take!(max_request_line, max_request_line, |v: u32| flag(
+    take!(max_request_line, max_request_line, |v: u32| {
         cli::parse_head_size(&v.to_string())
-    ));
-    take!(max_header_fields, max_header_fields, |v: u16| flag(
-        cli::parse_header_fields(&v.to_string())
-    ));
-    take!(max_head, max_head, |v: u32| flag(cli::parse_head_size(
-        &v.to_string()
-    )));
-    take!(max_body);
-    take!(metrics_path, metrics_path, |v| Ok::<_, anyhow::Error>(
-        Some(v)
-    ));
-    take!(metrics_allow, metrics_allow, |v: OneOrMany<String>| {
-        v.into_vec()
-            .iter()
-            .map(|s| flag(s.parse::<crate::metrics::Prefix>()))
-            .collect::<anyhow::Result<Vec<_>>>()
     });
-    take!(access_log, access_log, |v| relative(v).map(Some));
+    take!(max_header_fields, max_header_fields, |v: u16| {
+        cli::parse_header_fields(&v.to_string())
+    });
+    take!(max_head, max_head, |v: u32| cli::parse_head_size(
+        &v.to_string()
+    ));
+    take!(max_body);
+    take!(metrics_path, metrics_path, |v| Ok(Some(v)));
+    take!(metrics_allow, metrics_allow, |v: OneOrMany<String>| {
+        v.into_vec().iter().map(|s| s.parse()).collect()
+    });
     take!(stats_interval);
     take!(reload_interval);
     take!(max_cached_file);
@@ -166,9 +153,16 @@ fn merge(
     take!(zero_copy);
     take!(generic_xdp);
     take!(umem_frames);
-    take!(frame_size, frame_size, |v: u32| flag(
-        cli::parse_frame_size(&v.to_string())
+    take!(frame_size, frame_size, |v: u32| cli::parse_frame_size(
+        &v.to_string()
     ));
+    // Paths from the file are relative to the file.
+    if let Some(root) = file.root.filter(|_| !on_command_line("root")) {
+        args.root = base.join(root);
+    }
+    if let Some(log) = file.access_log.filter(|_| !on_command_line("access_log")) {
+        args.access_log = Some(base.join(log));
+    }
     check_limits(args)?;
     if args.ports.is_empty() {
         anyhow::bail!("port: at least one port is needed");

@@ -113,8 +113,7 @@ pub struct Watcher {
 const READ_RETRIES: u32 = 3;
 
 impl Watcher {
-    /// `loaded`: the fingerprint taken just before the served site was
-    /// loaded (taken before, so a change during the load is seen later).
+    /// `loaded`: what the served site's load saw (`Site::seen`).
     pub fn new(root: PathBuf, max_file: u64, loaded: u64) -> Watcher {
         Watcher {
             root,
@@ -145,17 +144,16 @@ impl Watcher {
         }
         match Site::reload(&self.root, self.max_file, serving) {
             Ok(site) => {
-                // What was loaded is what was fingerprinted only if nothing
-                // moved during the load and every entry could be read;
-                // otherwise the new site is still served (it is newer) but
-                // loaded again once the tree holds still, and entries that
-                // failed to read are retried a few times.
-                let after = Site::fingerprint(&self.root).ok();
+                // The load saw what was fingerprinted only if nothing moved
+                // meanwhile; otherwise the new site is still served (it is
+                // newer) and what the load saw counts as loaded, so the
+                // next look finds the rest. Entries that failed to read are
+                // retried a few times.
                 let complete = site.read_errors() == 0 || self.retries >= READ_RETRIES;
-                if after == Some(now) && complete {
-                    self.loaded = now;
+                if site.seen() != now || complete {
+                    self.loaded = site.seen();
                     self.retries = 0;
-                } else if after == Some(now) {
+                } else {
                     self.retries += 1;
                 }
                 Some(site)
@@ -331,6 +329,8 @@ mod tests {
         let dir = TempDir::new();
         dir.write("a.html", b"x");
         let before = Site::fingerprint(&dir.0).unwrap();
+        let loaded = Site::load(&dir.0, 1 << 20).unwrap();
+        assert_eq!(loaded.seen(), before, "a load sees what a fingerprint does");
         assert_eq!(before, Site::fingerprint(&dir.0).unwrap(), "stable");
         std::fs::rename(dir.0.join("a.html"), dir.0.join("b.html")).unwrap();
         let renamed = Site::fingerprint(&dir.0).unwrap();

@@ -4,7 +4,7 @@
 use std::{
     process::ExitCode,
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -23,9 +23,9 @@ use bypass_stack::{
 use crate::{
     cli::ServeArgs,
     metrics::Metrics,
-    reload::{self, SharedSite, SiteHandle},
+    reload::{self, SharedSite},
     request::Limits,
-    server::{HttpConfig, HttpCounters, HttpServer},
+    server::{HttpConfig, HttpCounters, HttpServer, Shared},
     site::Site,
 };
 
@@ -73,10 +73,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone())
         .context("installing signal handlers")?;
 
-    // Fingerprint first: a change made during the load is seen later.
-    let fingerprint = Site::fingerprint(&args.root)?;
     let site = Site::load(&args.root, args.max_cached_file)?;
     let (files, bytes) = site.stats();
+    // What the load saw: a change made during it shows at the first look.
+    let fingerprint = site.seen();
     let site = SharedSite::new(site);
     let http = Arc::new(HttpConfig {
         ports: args.ports.clone(),
@@ -97,7 +97,6 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         },
         ShardConfig::default(),
     );
-    let open = Arc::new(AtomicUsize::new(0));
     let http_report = Arc::new(Mutex::new(HttpCounters::default()));
     let metrics = Arc::new(Metrics::new(
         args.metrics_path.clone(),
@@ -114,28 +113,21 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let access_log = args.access_log.clone();
     let running = {
-        let (site, http, open, report, metrics, log_reopen) = (
-            site.clone(),
-            http.clone(),
-            open.clone(),
-            http_report.clone(),
-            metrics.clone(),
-            log_reopen.clone(),
-        );
+        let shared = Shared {
+            site: site.clone(),
+            config: http,
+            open: Arc::new(AtomicUsize::new(0)),
+            report: http_report.clone(),
+            metrics: metrics.clone(),
+        };
+        let log_reopen = log_reopen.clone();
         Running::start_with(&config, Some(tcp), move |queue| {
-            EventApp::new(HttpServer::new(
-                SiteHandle::new(site.clone()),
-                http.clone(),
-                open.clone(),
-                report.clone(),
-                metrics.clone(),
-                queue as usize,
-                access_log.as_deref().and_then(|p| {
-                    crate::access_log::open(p, log_reopen.clone())
-                        .inspect_err(|e| tracing::error!("access log {}: {e}", p.display()))
-                        .ok()
-                }),
-            ))
+            let access_log = access_log.as_deref().and_then(|p| {
+                crate::access_log::open(p, log_reopen.clone())
+                    .inspect_err(|e| tracing::error!("access log {}: {e}", p.display()))
+                    .ok()
+            });
+            EventApp::new(HttpServer::new(&shared, queue as usize, access_log))
         })?
     };
     metrics.set_stack(running.live());
@@ -172,11 +164,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let stats_every = Duration::from_secs(args.stats_interval);
     let mut last_stats = (std::time::Instant::now(), HttpCounters::default());
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) && !running.failed() {
+    while !stop.load(Ordering::Relaxed) && !running.failed() {
         std::thread::sleep(Duration::from_millis(50));
-        if usr1.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        if usr1.swap(false, Ordering::Relaxed) {
             if args.access_log.is_some() {
-                log_reopen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                log_reopen.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("SIGUSR1: reopening the access log");
             } else {
                 tracing::info!("SIGUSR1: no access log to reopen");
@@ -186,10 +178,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             last_stats = log_stats(&metrics, last_stats);
         }
     }
-    let failed = running.failed() && !stop.load(std::sync::atomic::Ordering::Relaxed);
+    let failed = running.failed() && !stop.load(Ordering::Relaxed);
     let iface = running.interface().name.clone();
     let report = running.stop();
-    reload_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reload_stop.store(true, Ordering::Relaxed);
     if let Some(reloader) = reloader {
         if reloader.join().is_err() {
             eprintln!("bypass: error: the site reload thread panicked; the site stopped reloading");

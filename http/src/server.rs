@@ -33,7 +33,7 @@ use bypass_stack::{
 use crate::{
     access_log::AccessLog,
     metrics::Metrics,
-    reload::SiteHandle,
+    reload::{SharedSite, SiteHandle},
     request::{self, Limits, Method, Parsed, Version},
     response::{self, Body, DateCache, Response},
 };
@@ -161,6 +161,21 @@ pub struct HttpServer {
     stopping: bool,
 }
 
+/// What every core's server shares: the site, the settings, the count of
+/// open connections, and where counters go.
+#[derive(Clone)]
+pub struct Shared {
+    pub site: Arc<SharedSite>,
+    pub config: Arc<HttpConfig>,
+    /// Connections open on every core (touched on accept and close only).
+    pub open: Arc<AtomicUsize>,
+    /// Where the counters go when a core stops.
+    pub report: Arc<Mutex<HttpCounters>>,
+    /// Where the counters are published while running, and the metrics
+    /// page.
+    pub metrics: Arc<Metrics>,
+}
+
 /// Head buffers kept for reuse per core.
 const POOL: usize = 1024;
 /// How long a lingering close waits for the peer's FIN.
@@ -170,15 +185,16 @@ const LINGER: Duration = Duration::from_secs(30);
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl HttpServer {
-    pub fn new(
-        site: SiteHandle,
-        config: Arc<HttpConfig>,
-        open: Arc<AtomicUsize>,
-        report: Arc<Mutex<HttpCounters>>,
-        metrics: Arc<Metrics>,
-        core: usize,
-        access_log: Option<AccessLog>,
-    ) -> Self {
+    /// One core's server; `access_log` is this core's own handle.
+    pub fn new(shared: &Shared, core: usize, access_log: Option<AccessLog>) -> Self {
+        let Shared {
+            site,
+            config,
+            open,
+            report,
+            metrics,
+        } = shared.clone();
+        let site = SiteHandle::new(site);
         let head_room = config.limits.request_line + 2048;
         HttpServer {
             site,

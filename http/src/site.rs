@@ -32,6 +32,8 @@ pub struct Site {
     /// Entries skipped because reading them failed (not those refused by
     /// rule, like symlinks out of the root): a reload retries them.
     read_errors: usize,
+    /// See `seen`.
+    seen: u64,
 }
 
 /// One file, ready to serve: its bytes in memory, or, above the cache
@@ -46,10 +48,10 @@ pub struct Entry {
     /// e.g. "text/html; charset=utf-8"
     pub content_type: &'static str,
     /// A strong validator, quoted, e.g. "\"1f4-18c2a3b4c5d-9e3779b9\"":
-    /// length in hex, mtime in nanoseconds since the epoch in hex, then a
-    /// digest of the inode and ctime, so a file replaced with the same
-    /// size and mtime (`cp -p`, `rsync -t`, `tar x`) still gets a new tag;
-    /// RFC 9110 §8.8.3.
+    /// length in hex, mtime in nanoseconds since the epoch in hex, then the
+    /// low 32 bits of `stamp` (which covers inode and ctime), so a file
+    /// replaced with the same size and mtime (`cp -p`, `rsync -t`, `tar x`)
+    /// still gets a new tag; RFC 9110 §8.8.3.
     /// It names the identity representation only: a server sending `gzip` or
     /// `brotli` must derive a different tag for those (§8.8.3 requires strong
     /// tags to differ across content codings).
@@ -164,10 +166,12 @@ impl Site {
         fs::read_dir(&canonical_root)
             .with_context(|| format!("site root {}: cannot list", root.display()))?;
 
-        let mut loader = Loader::new(canonical_root.clone(), max_file, None);
+        let mut loader = Loader::new(canonical_root.clone(), max_file, false);
         loader.previous = previous;
         loader.walk(canonical_root);
+        let seen = loader.fingerprint();
         let mut site = loader.site;
+        site.seen = seen;
         site.attach_precompressed();
         site.indexes = site
             .dirs
@@ -197,16 +201,18 @@ impl Site {
             .with_context(|| format!("site root {}: cannot open", root.display()))?;
         fs::read_dir(&canonical_root)
             .with_context(|| format!("site root {}: cannot list", root.display()))?;
-        let mut loader = Loader::new(canonical_root.clone(), 0, Some(0));
+        let mut loader = Loader::new(canonical_root.clone(), 0, true);
         tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
             loader.walk(canonical_root)
         });
-        let dirs = loader
-            .site
-            .dirs
-            .iter()
-            .fold(0u64, |sum, key| sum.wrapping_add(digest(&("dir", key))));
-        Ok(loader.fingerprint.unwrap_or(0).wrapping_add(dirs))
+        Ok(loader.fingerprint())
+    }
+
+    /// The fingerprint of the tree as this load saw it (what
+    /// `Site::fingerprint` gives for it): a later fingerprint that differs
+    /// means something changed since, during the load included.
+    pub fn seen(&self) -> u64 {
+        self.seen
     }
 
     /// Number of files and total bytes cached (for the start-up log line).
@@ -304,9 +310,10 @@ struct Loader {
     max_file: u64,
     now: SystemTime,
     site: Site,
-    /// Some: only fingerprint the files (an order-independent sum of one
-    /// digest per file), read none.
-    fingerprint: Option<u64>,
+    /// Only fingerprint the files, read none.
+    stat_only: bool,
+    /// An order-independent sum of one digest per file seen.
+    files_seen: u64,
     /// The site being served, whose unchanged entries a reload takes over.
     previous: Option<Arc<Site>>,
 }
@@ -339,7 +346,7 @@ struct PendingDir {
 }
 
 impl Loader {
-    fn new(root: PathBuf, max_file: u64, fingerprint: Option<u64>) -> Loader {
+    fn new(root: PathBuf, max_file: u64, stat_only: bool) -> Loader {
         Loader {
             root,
             max_file,
@@ -351,10 +358,19 @@ impl Loader {
                 indexes: HashMap::new(),
                 total_bytes: 0,
                 read_errors: 0,
+                seen: 0,
             },
-            fingerprint,
+            stat_only,
+            files_seen: 0,
             previous: None,
         }
+    }
+
+    /// The walk's fingerprint: the files seen and every directory's key.
+    fn fingerprint(&self) -> u64 {
+        self.site.dirs.iter().fold(self.files_seen, |sum, key| {
+            sum.wrapping_add(digest(&("dir", key)))
+        })
     }
 
     fn walk(&mut self, root: PathBuf) {
@@ -412,16 +428,9 @@ impl Loader {
                         });
                     }
                 } else if metadata.is_file() {
-                    if let Some(sum) = self.fingerprint.as_mut() {
-                        use std::os::unix::fs::MetadataExt;
-                        let stamp = (
-                            metadata.len(),
-                            (metadata.mtime(), metadata.mtime_nsec()),
-                            (metadata.ctime(), metadata.ctime_nsec()),
-                            (metadata.dev(), metadata.ino()),
-                        );
-                        *sum = sum.wrapping_add(digest(&(&key, &real_path, stamp)));
-                    } else if !self.reuse(&key, &metadata) {
+                    let seen = digest(&(&key, &real_path, file_stamp(&metadata)));
+                    self.files_seen = self.files_seen.wrapping_add(seen);
+                    if !self.stat_only && !self.reuse(&key, &metadata) {
                         self.load_file(&real_path, key);
                     }
                 }
@@ -553,12 +562,10 @@ impl Loader {
         let mtime_nanos = mtime
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_nanos());
+        let stamp = file_stamp(metadata);
         Entry {
-            etag: format!("\"{len:x}-{mtime_nanos:x}-{:08x}\"", {
-                use std::os::unix::fs::MetadataExt;
-                let identity = (metadata.ino(), metadata.ctime(), metadata.ctime_nsec());
-                digest(&identity) as u32
-            }),
+            // The stamp's low bits stand for inode and ctime in the tag.
+            etag: format!("\"{len:x}-{mtime_nanos:x}-{:08x}\"", stamp as u32),
             content_type: content_type(key),
             last_modified,
             last_modified_http: httpdate::fmt_http_date(last_modified),
@@ -572,7 +579,7 @@ impl Loader {
             }),
             gzip: None,
             brotli: None,
-            stamp: file_stamp(metadata),
+            stamp,
         }
     }
 }
