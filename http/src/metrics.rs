@@ -237,6 +237,11 @@ impl Metrics {
                 |c| c.tcp_retransmits,
             ),
             (
+                "bypass_tcp_timeouts_total",
+                "TCP retransmission timeouts (stalls that fast recovery did not prevent).",
+                |c| c.tcp_timeouts,
+            ),
+            (
                 "bypass_tcp_refused_total",
                 "Connection attempts to a port nobody listens on (answered RST).",
                 |c| c.tcp_refused,

@@ -234,7 +234,7 @@ fn log_stats(
     let (stack, connections) = metrics.stack_total();
     let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs;
     tracing::info!(
-        "stats: {connections} TCP connection(s), {:.0} req/s (2xx {:.0}/s, 3xx {:.0}/s, 4xx {:.0}/s, 5xx {:.0}/s), {:.1} MB/s out, {} refused, {} timeouts, {} retransmits, {} drops",
+        "stats: {connections} TCP connection(s), {:.0} req/s (2xx {:.0}/s, 3xx {:.0}/s, 4xx {:.0}/s, 5xx {:.0}/s), {:.1} MB/s out, {} refused, {} timeouts, {} retransmits, {} RTOs, {} drops",
         rate(http.requests, before.requests),
         rate(http.by_class[2], before.by_class[2]),
         rate(http.by_class[3], before.by_class[3]),
@@ -244,6 +244,7 @@ fn log_stats(
         http.refused,
         http.timeouts,
         stack.tcp_retransmits,
+        stack.tcp_timeouts,
         stack.total_drops(),
     );
     (now, http)

@@ -52,6 +52,8 @@ drop_reasons! {
     TcpPaws => "tcp_paws",
     TcpBadAck => "tcp_bad_ack",
     TcpChallengeAck => "tcp_challenge_ack",
+    TcpChallengeAckLimited => "tcp_challenge_ack_rate_limited",
+    TcpListenNoAck => "tcp_listen_without_ack",
     TcpUnexpected => "tcp_unexpected_segment",
     TcpReassemblyFull => "tcp_reassembly_full",
     ForwardQueueFull => "forward_queue_full",
@@ -84,6 +86,9 @@ pub struct Counters {
     /// Segments TCP sent again (RFC 6298 timeouts, fast retransmit, SACK
     /// recovery): loss on the path, or a peer too slow to acknowledge.
     pub tcp_retransmits: u64,
+    /// Retransmission timeouts (RFC 6298 §5.4): stalls of at least one RTO
+    /// that fast recovery did not prevent.
+    pub tcp_timeouts: u64,
     /// Frames handed to the core that owns them (a reply to another core's
     /// active open, or ARP shared with every core).
     pub forwarded_out: u64,
@@ -115,6 +120,7 @@ impl Default for Counters {
             tcp_syncookies_failed: 0,
             tcp_refused: 0,
             tcp_retransmits: 0,
+            tcp_timeouts: 0,
             forwarded_out: 0,
             forwarded_in: 0,
             drops: [0; DropReason::COUNT],
@@ -164,6 +170,7 @@ impl Counters {
         self.tcp_syncookies_failed += other.tcp_syncookies_failed;
         self.tcp_refused += other.tcp_refused;
         self.tcp_retransmits += other.tcp_retransmits;
+        self.tcp_timeouts += other.tcp_timeouts;
         self.forwarded_out += other.forwarded_out;
         self.forwarded_in += other.forwarded_in;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
@@ -180,7 +187,7 @@ impl fmt::Display for Counters {
             "rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} arp_requests_in={} arp_replies_out={} \
              arp_replies_in={} arp_requests_out={} arp_resolve_failed={} icmp_echo_in={} icmp_echo_out={} \
              tcp_segments_in={} tcp_segments_out={} tcp_resets_out={} tcp_syn_in={} tcp_syncookies_sent={} \
-             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} tcp_retransmits={} forwarded_out={} forwarded_in={} drops={}",
+             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} tcp_retransmits={} tcp_timeouts={} forwarded_out={} forwarded_in={} drops={}",
             self.rx_frames,
             self.rx_bytes,
             self.tx_frames,
@@ -201,6 +208,7 @@ impl fmt::Display for Counters {
             self.tcp_syncookies_failed,
             self.tcp_refused,
             self.tcp_retransmits,
+            self.tcp_timeouts,
             self.forwarded_out,
             self.forwarded_in,
             self.total_drops()

@@ -448,6 +448,7 @@ impl Interface {
             shard.dispatch(now, |seg| out.send(tx, config, arp, held, now, seg));
             out.count(&mut self.counters);
             self.counters.tcp_retransmits = shard.retransmits_total;
+            self.counters.tcp_timeouts = shard.timeouts_total;
         }
         let mut requests = [Ipv4Addr::UNSPECIFIED; 16];
         let mut n = 0;

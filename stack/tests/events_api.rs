@@ -340,6 +340,7 @@ fn lossy() -> Faults {
         delay: Duration::from_millis(1),
         jitter: Duration::from_micros(500),
         reorder_delay: Duration::from_millis(3),
+        burst: 0,
     }
 }
 

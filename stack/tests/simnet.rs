@@ -58,6 +58,7 @@ fn lossy() -> Faults {
         delay: Duration::from_micros(200),
         jitter: Duration::from_micros(300),
         reorder_delay: Duration::from_millis(2),
+        burst: 0,
     }
 }
 

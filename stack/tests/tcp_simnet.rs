@@ -272,6 +272,7 @@ fn lossy() -> Faults {
         delay: Duration::from_millis(2),
         jitter: Duration::from_millis(1),
         reorder_delay: Duration::from_millis(2),
+        burst: 0,
     }
 }
 

@@ -14,6 +14,10 @@ use std::{cell::RefCell, collections::VecDeque, io, rc::Rc, time::Duration};
 use super::{Device, TxError, TxSink};
 use crate::time::Instant;
 
+/// How long a burst of drops lasts at most: a queue overflows for a
+/// moment, not for every frame a sender might still send seconds later.
+pub const BURST_SPAN: Duration = Duration::from_millis(5);
+
 /// Fault probabilities (0.0..=1.0) and delays for each direction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Faults {
@@ -27,6 +31,11 @@ pub struct Faults {
     pub jitter: Duration,
     /// How far a reordered frame is held back.
     pub reorder_delay: Duration,
+    /// A drop takes up to this many consecutive frames of the direction
+    /// (0 or 1: each alone) sent within [`BURST_SPAN`] of it, as a full
+    /// router queue does for a moment: the bursts that SACK recovery must
+    /// repair without a timeout.
+    pub burst: usize,
 }
 
 impl Faults {
@@ -40,6 +49,7 @@ impl Faults {
             delay: Duration::ZERO,
             jitter: Duration::ZERO,
             reorder_delay: Duration::from_millis(1),
+            burst: 0,
         }
     }
 }
@@ -79,6 +89,9 @@ pub(super) struct LinkState {
     queues: [VecDeque<InFlight>; 2],
     stats: [LinkStats; 2],
     mtu: usize,
+    /// Frames still to drop in the burst under way, per direction, and
+    /// until when.
+    burst_left: [(usize, Instant); 2],
 }
 
 impl LinkState {
@@ -91,13 +104,21 @@ impl LinkState {
             queues: [VecDeque::new(), VecDeque::new()],
             stats: [LinkStats::default(); 2],
             mtu,
+            burst_left: [(0, Instant::ZERO); 2],
         }
     }
 
     pub(super) fn transmit(&mut self, from: usize, mut frame: Vec<u8>) {
         let to = 1 - from;
         self.stats[from].sent += 1;
+        let (left, until) = self.burst_left[from];
+        if left > 0 && self.now <= until {
+            self.burst_left[from].0 -= 1;
+            self.stats[from].dropped += 1;
+            return;
+        }
         if self.chance(self.faults.drop) {
+            self.burst_left[from] = (self.faults.burst.saturating_sub(1), self.now + BURST_SPAN);
             self.stats[from].dropped += 1;
             return;
         }
@@ -257,6 +278,11 @@ impl MemPort {
     pub fn send_frame(&mut self, frame: &[u8]) {
         self.state.borrow_mut().transmit(self.me, frame.to_vec());
     }
+
+    /// Statistics for the frames this endpoint sent.
+    pub fn stats(&self) -> LinkStats {
+        self.state.borrow().stats[self.me]
+    }
 }
 
 /// Transmit side of a [`MemPort`].
@@ -356,6 +382,7 @@ mod tests {
             delay: Duration::from_millis(5),
             jitter: Duration::from_millis(2),
             reorder_delay: Duration::from_millis(10),
+            burst: 0,
         };
         let run = |seed| {
             let (link, mut a, mut b) = MemLink::new(faults.clone(), seed, 1514);

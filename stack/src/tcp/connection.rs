@@ -19,8 +19,12 @@
 use std::{fmt, net::SocketAddrV4, time::Duration};
 
 use super::{
-    assembler::Assembler, buffer::RingBuffer, config::TcpConfig, congestion::Congestion,
-    rtt::RttEstimator, sack::Scoreboard,
+    assembler::Assembler,
+    buffer::RingBuffer,
+    config::TcpConfig,
+    congestion::Congestion,
+    rtt::RttEstimator,
+    sack::{RetransmitLog, Scoreboard},
 };
 use crate::{
     counters::DropReason,
@@ -171,6 +175,13 @@ const DEFAULT_MSS: usize = 536;
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 /// Duplicate ACKs that signal a loss (RFC 5681 §3.2).
 const DUPACK_THRESHOLD: u32 = 3;
+/// RFC 8985 §7.2 WCDelAckT: the longest a peer may delay an ACK.
+const TLP_DELAYED_ACK: Duration = Duration::from_millis(200);
+/// The shortest probe timeout (Linux's 10 ms floor).
+const TLP_MIN: Duration = Duration::from_millis(10);
+/// At most one challenge ACK per connection this often (RFC 5961 §7;
+/// Linux's default `tcp_invalid_ratelimit`).
+const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_millis(500);
 /// Timestamp option plus its two NOPs.
 const TIMESTAMP_OPTION_LEN: usize = 12;
 
@@ -289,6 +300,8 @@ pub struct Connection {
     /// Consecutive retransmission timeouts (reset by progress).
     timeouts: u32,
     retransmits: u64,
+    /// Retransmission timeouts so far (of data, SYN or FIN).
+    rto_count: u64,
     /// When the oldest unacknowledged data was first sent (user timeout).
     unacked_since: Option<Instant>,
 
@@ -297,13 +310,23 @@ pub struct Connection {
     dupacks: u32,
     /// RFC 6582 "recover": recovery ends when this is acknowledged.
     recovery: Option<SeqNumber>,
-    /// Next sequence to retransmit during recovery.
-    rexmit_next: SeqNumber,
-    /// NewReno: the segment at SND.UNA is to be retransmitted now.
+    /// What SACK recovery retransmitted (RFC 6675's HighRxt, per range).
+    rexmit_log: RetransmitLog,
+    /// The segment at SND.UNA is to be retransmitted now (entering
+    /// recovery; NewReno's partial ACKs).
     rexmit_una: bool,
     /// RFC 6582 "recover" kept after recovery or a timeout ends: a new fast
-    /// retransmit needs duplicate ACKs beyond it.
-    recover_mark: SeqNumber,
+    /// retransmit needs duplicate ACKs beyond it. Cleared once SND.UNA
+    /// passes it, so it can never fall 2^31 behind and turn fast
+    /// retransmit off by wrapping.
+    recover_mark: Option<SeqNumber>,
+
+    /// Tail loss probe (RFC 8985 §7): when to send one if no ACK came.
+    tlp_at: Option<Instant>,
+    /// A probe is due now.
+    tlp_due: bool,
+    /// Loss probes sent so far.
+    loss_probes: u64,
 
     // Other timers.
     persist_at: Option<Instant>,
@@ -321,6 +344,8 @@ pub struct Connection {
     /// The application closed and will not read: data arriving now is
     /// answered with a RST (RFC 9293 §3.10.7.4, RFC 1122 §4.2.2.13).
     orphaned: bool,
+    /// When the last challenge ACK went (RFC 5961 §7 rate limit).
+    last_challenge: Option<Instant>,
     /// Tests turn header prediction off to check it against the full path.
     #[cfg(test)]
     predict: bool,
@@ -389,13 +414,17 @@ impl Connection {
             rto_at: None,
             timeouts: 0,
             retransmits: 0,
+            rto_count: 0,
             unacked_since: None,
             cc: Congestion::new(cfg.congestion, DEFAULT_MSS, now),
             dupacks: 0,
             recovery: None,
-            rexmit_next: iss,
+            rexmit_log: RetransmitLog::new(),
             rexmit_una: false,
-            recover_mark: iss,
+            recover_mark: None,
+            tlp_at: None,
+            tlp_due: false,
+            loss_probes: 0,
             persist_at: None,
             persist_backoff: 0,
             keepalive_at: None,
@@ -405,6 +434,7 @@ impl Connection {
             probe_due: false,
             rejected: None,
             orphaned: false,
+            last_challenge: None,
             #[cfg(test)]
             predict: true,
         }
@@ -658,6 +688,17 @@ impl Connection {
         self.retransmits
     }
 
+    /// Retransmission timeouts so far: each is a stall of at least one RTO
+    /// that loss recovery did not prevent.
+    pub fn rto_count(&self) -> u64 {
+        self.rto_count
+    }
+
+    /// Tail loss probes sent so far (RFC 8985 §7).
+    pub fn loss_probes(&self) -> u64 {
+        self.loss_probes
+    }
+
     pub fn status(&self) -> Status {
         Status {
             state: self.state,
@@ -866,7 +907,7 @@ impl Connection {
                 | State::FinWait2
                 | State::CloseWait
         ) {
-            self.rst_pending = Some((self.snd_nxt, None));
+            self.rst_pending = Some((self.snd_max, None));
         }
         self.enter_closed(None);
     }
@@ -974,11 +1015,37 @@ impl Connection {
 
     /// RFC 9293 §3.10.7.4, every state after SYN-SENT.
     fn process_synchronized(&mut self, now: Instant, seg: &TcpRepr) -> Option<TcpRepr<'static>> {
-        if let Some(k) = self.cfg.keepalive {
-            self.keepalive_at = Some(now + k.idle);
-            self.keepalive_probes = 0;
+        // The peer's SYN again, in SYN-RECEIVED. It lies below RCV.NXT, so
+        // the acceptability test would drop it before the SYN rule runs.
+        let unsyned;
+        let mut seg = seg;
+        if self.state == State::SynReceived
+            && seg.control == TcpControl::Syn
+            && seg.seq_number == self.irs
+        {
+            match seg.ack_number {
+                // Our SYN-ACK was lost and the peer sent its SYN again:
+                // answer at once, as Linux does, not when our own
+                // retransmission timer fires.
+                None => {
+                    self.snd_nxt = self.iss;
+                    return None;
+                }
+                // Simultaneous open (RFC 9293 §3.5 figure 8): the peer's
+                // SYN-ACK acknowledges our SYN; its SYN is the one we
+                // already have, so it goes on as a plain ACK.
+                Some(_) => {
+                    unsyned = TcpRepr {
+                        seq_number: seg.seq_number + 1,
+                        control: TcpControl::None,
+                        ..*seg
+                    };
+                    seg = &unsyned;
+                }
+            }
         }
         if self.predicted(now, seg) {
+            self.keepalive_heard(now);
             return None;
         }
         // PAWS (RFC 7323 §5.3) before the sequence check.
@@ -1001,7 +1068,6 @@ impl Connection {
 
         // First: sequence number acceptability.
         let trimmed;
-        let mut seg = seg;
         if !self.segment_acceptable(seg) {
             let wnd = self.rcv_adv.distance_from(self.rcv_nxt);
             if wnd <= 0 && seg.seq_number == self.rcv_nxt && seg.control != TcpControl::Rst {
@@ -1032,6 +1098,11 @@ impl Connection {
             }
         }
 
+        // An acceptable segment: the peer is alive (RFC 1122 §4.2.3.6
+        // counts only those; an attacker's out-of-window noise must not
+        // keep a dead connection open).
+        self.keepalive_heard(now);
+
         // Second: RST (RFC 5961 §3.2).
         if seg.control == TcpControl::Rst {
             if seg.seq_number == self.rcv_nxt {
@@ -1043,8 +1114,7 @@ impl Connection {
                 }
             } else {
                 // In the window but not exact: challenge ACK.
-                self.ack_now = true;
-                self.rejected = Some(DropReason::TcpChallengeAck);
+                self.challenge_ack(now);
             }
             return None;
         }
@@ -1056,8 +1126,7 @@ impl Connection {
                 self.snd_nxt = self.iss;
                 return None;
             }
-            self.ack_now = true;
-            self.rejected = Some(DropReason::TcpChallengeAck);
+            self.challenge_ack(now);
             return None;
         }
 
@@ -1113,7 +1182,7 @@ impl Connection {
         );
         if !seg.payload.is_empty() && data_ok && self.orphaned {
             // Nobody will read it (RFC 9293 §3.10.7.4, seventh step note).
-            self.rst_pending = Some((self.snd_nxt, None));
+            self.rst_pending = Some((self.snd_max, None));
             self.enter_closed(Some(Error::Reset));
             return None;
         }
@@ -1132,6 +1201,41 @@ impl Connection {
             self.ack_now = true;
         }
         None
+    }
+
+    /// Restarts the keepalive timer: the peer was heard from.
+    fn keepalive_heard(&mut self, now: Instant) {
+        if let Some(k) = self.cfg.keepalive {
+            self.keepalive_at = Some(now + k.idle);
+            self.keepalive_probes = 0;
+        }
+    }
+
+    /// RFC 5961 §7: a challenge ACK, at most one per
+    /// [`CHALLENGE_ACK_INTERVAL`] per connection (Linux's
+    /// `tcp_invalid_ratelimit`), so a flood of forged RSTs or SYNs cannot
+    /// turn us into an amplifier; the shard adds a budget for all its
+    /// connections together ([`Connection::withdraw_challenge_ack`]).
+    fn challenge_ack(&mut self, now: Instant) {
+        if self
+            .last_challenge
+            .is_some_and(|t| now.saturating_duration_since(t) < CHALLENGE_ACK_INTERVAL)
+        {
+            self.rejected = Some(DropReason::TcpChallengeAckLimited);
+            return;
+        }
+        self.last_challenge = Some(now);
+        self.ack_now = true;
+        self.rejected = Some(DropReason::TcpChallengeAck);
+    }
+
+    /// The shard's budget of challenge ACKs ran out: the one this segment
+    /// asked for is not sent.
+    pub fn withdraw_challenge_ack(&mut self) {
+        if self.rejected == Some(DropReason::TcpChallengeAck) {
+            self.ack_now = false;
+            self.rejected = Some(DropReason::TcpChallengeAckLimited);
+        }
     }
 
     /// Header prediction (Van Jacobson's, as in Linux's
@@ -1154,7 +1258,10 @@ impl Connection {
             && seg.urgent_pointer.is_none()
             && !seg.payload.is_empty()
             && !self.orphaned
-            && self.assembler.is_empty();
+            && self.assembler.is_empty()
+            // A FIN that arrived ahead of this data must be taken when the
+            // data reaches it: the full path does that.
+            && self.fin_at.is_none();
         if !in_order {
             return false;
         }
@@ -1273,6 +1380,10 @@ impl Connection {
                 self.snd_nxt = ack;
             }
             self.scoreboard.advance(ack);
+            self.rexmit_log.advance(ack);
+            if self.recover_mark.is_some_and(|m| ack > m) {
+                self.recover_mark = None;
+            }
             self.timeouts = 0;
             self.rtt.reset_backoff();
             self.persist_backoff = 0;
@@ -1283,6 +1394,7 @@ impl Connection {
                 Some(recover) if ack >= recover => {
                     // Full acknowledgement: recovery ends (RFC 6582 §3.2 step 3).
                     self.recovery = None;
+                    self.rexmit_log.clear();
                     self.dupacks = 0;
                     let flight = span(self.snd_max, self.snd_una);
                     self.cc.on_recovery_exit(flight);
@@ -1300,7 +1412,6 @@ impl Connection {
                         // add back SMSS bytes").
                         self.dupacks = self.dupacks.min(DUPACK_THRESHOLD + 1);
                     }
-                    self.rexmit_next = self.rexmit_next.max(ack);
                 }
                 None => {
                     self.dupacks = 0;
@@ -1317,6 +1428,7 @@ impl Connection {
                 self.rto_at = Some(now + self.rtt.rto());
                 self.unacked_since = Some(now);
             }
+            self.arm_tlp(now);
             if fin_acked {
                 self.our_fin_acked(now);
             }
@@ -1330,12 +1442,26 @@ impl Connection {
             self.dupacks += 1;
             if self.recovery.is_none()
                 && self.dupacks == DUPACK_THRESHOLD
-                && ack > self.recover_mark
+                && self.recover_mark.is_none()
             {
                 self.enter_recovery(now);
             }
             // In NewReno recovery each further duplicate inflates the window
             // by one MSS (RFC 5681 §3.2 step 4): see `send_window_limit`.
+        }
+        if self.sack && self.snd_max > self.snd_una {
+            let lost_below = self.scoreboard.lost_below(self.send_mss);
+            // RFC 6675 §5: recovery also starts when SACK shows the segment
+            // at SND.UNA lost, whether or not three ACKs counted as
+            // duplicates (a window change, data on them, or lost ACKs).
+            if self.recovery.is_none() && self.recover_mark.is_none() && lost_below.is_some() {
+                self.enter_recovery(now);
+            }
+            // A retransmission overtaken by DupThresh worth of later data
+            // was lost again: it may go once more, now, not after an RTO.
+            if let (Some(_), Some(edge)) = (self.recovery, lost_below) {
+                self.rexmit_log.forget_lost(&self.scoreboard, edge);
+            }
         }
         // Window update (RFC 9293 §3.10.7.4, fifth step).
         if self.snd_wl1 < seg.seq_number || (self.snd_wl1 == seg.seq_number && self.snd_wl2 <= ack)
@@ -1357,11 +1483,12 @@ impl Connection {
     /// RFC 5681 §3.2 / RFC 6675 §5: three duplicate ACKs (or SACK showing
     /// as much) mean the segment at SND.UNA was lost.
     fn enter_recovery(&mut self, now: Instant) {
-        self.recover_mark = self.snd_max;
+        self.tlp_at = None;
+        self.recover_mark = Some(self.snd_max);
         let flight = span(self.snd_max, self.snd_una);
         self.recovery = Some(self.snd_max);
         self.cc.on_congestion_event(now, flight);
-        self.rexmit_next = self.snd_una;
+        self.rexmit_log.clear();
         self.rexmit_una = true;
         self.rtt_probe = None;
     }
@@ -1487,6 +1614,7 @@ impl Connection {
         }
         [
             self.rto_at,
+            self.tlp_at,
             self.delayed_ack_at,
             self.persist_at,
             self.keepalive_at,
@@ -1524,7 +1652,7 @@ impl Connection {
             return;
         }
         if self.user_timeout_at().is_some_and(|t| t <= now) {
-            self.rst_pending = Some((self.snd_nxt, None));
+            self.rst_pending = Some((self.snd_max, None));
             self.enter_closed(Some(Error::TimedOut));
             return;
         }
@@ -1533,7 +1661,12 @@ impl Connection {
             self.ack_now = true;
         }
         if self.rto_at.is_some_and(|t| t <= now) {
+            self.tlp_at = None;
             self.on_retransmit_timeout(now);
+        }
+        if self.tlp_at.is_some_and(|t| t <= now) {
+            self.tlp_at = None;
+            self.tlp_due = true;
         }
         if self.persist_at.is_some_and(|t| t <= now) {
             self.persist_at = None;
@@ -1567,12 +1700,13 @@ impl Connection {
         };
         if self.timeouts >= limit {
             if self.state.is_synchronized() {
-                self.rst_pending = Some((self.snd_nxt, None));
+                self.rst_pending = Some((self.snd_max, None));
             }
             self.enter_closed(Some(Error::TimedOut));
             return;
         }
         self.timeouts += 1;
+        self.rto_count += 1;
         self.rtt.backoff();
         self.rtt_probe = None;
         match self.state {
@@ -1581,15 +1715,21 @@ impl Connection {
                 let flight = span(self.snd_max, self.snd_una);
                 self.cc.on_retransmit_timeout(now, flight);
                 self.recovery = None;
+                self.rexmit_log.clear();
                 // RFC 6582 §3.2 step 1 (and §4.1): duplicate ACKs for data
                 // sent before the timeout must not start another fast
                 // retransmit and halve the window again.
-                self.recover_mark = self.snd_max;
+                self.recover_mark = Some(self.snd_max);
                 self.dupacks = 0;
                 self.rexmit_una = false;
-                // RFC 6675 §5.1: the scoreboard may be kept; we clear it, as
-                // the receiver may renege, and go back to SND.UNA.
-                self.scoreboard.clear();
+                // RFC 6675 §5.1: the go-back from SND.UNA skips what the
+                // peer SACKed (as Linux does), so one timeout does not resend
+                // a whole window the peer holds. A receiver may renege on
+                // SACKed data (RFC 2018 §8; ours does when reassembly is
+                // full): a second timeout in a row forgets the scoreboard.
+                if self.timeouts > 1 {
+                    self.scoreboard.clear();
+                }
                 self.snd_nxt = self.snd_una;
             }
         }
@@ -1648,36 +1788,70 @@ impl Connection {
                 self.arm_persist(now);
             }
         }
-        // NewReno's retransmission of the segment at SND.UNA.
-        if self.rexmit_una {
-            let seq = self.snd_una;
-            let n = self.emit_data(now, seq, &mut emit)?;
+        // A tail loss probe (RFC 8985 §7.3): one new segment if the peer's
+        // window allows, else the last one sent again, so that the peer's
+        // ACK (with SACK) shows what a lost tail or a lost ACK hid; the
+        // RTO is armed anew behind it.
+        if std::mem::take(&mut self.tlp_due) && self.snd_max > self.snd_una {
+            let new_ok = self.unsent() > 0
+                && span(self.snd_max, self.snd_una) + self.send_mss <= self.snd_wnd;
+            let seq = if new_ok {
+                self.snd_max
+            } else {
+                let last = span(self.snd_max, self.snd_una).min(self.send_mss);
+                self.snd_max - last
+            };
+            let n = self.emit_probe(now, seq, &mut emit)?;
             if n > 0 {
                 sent_any = true;
-                self.rexmit_next = self.rexmit_next.max(seq + n);
+                self.loss_probes += 1;
+                self.rto_at = Some(now + self.rtt.rto());
+            }
+        }
+        // The first retransmission of a recovery (RFC 6675 §5 step 4.2,
+        // RFC 6582 §3.2 step 2), or NewReno's after a partial ACK.
+        if self.rexmit_una {
+            let seq = self.snd_una;
+            let end = self.scoreboard.next_sacked(seq);
+            let n = self.emit_data(now, seq, end, &mut emit)?;
+            if n > 0 {
+                sent_any = true;
+                self.rexmit_log.record(seq, seq + n, self.snd_max);
             }
             self.rexmit_una = false;
         }
-        // SACK recovery: holes first, then new data, while the pipe allows.
-        while self.recovery.is_some() && self.sack {
-            let Some(hole) = self.next_hole() else {
+        // SACK recovery (RFC 6675 §5 step C): while the pipe leaves room in
+        // cwnd, NextSeg's rule 1, the lost holes not yet retransmitted;
+        // then rule 2, new data, below.
+        while self.recovery.is_some() && self.sack && self.pipe() < self.cc.window() {
+            let Some((hole, end)) = self.next_lost() else {
                 break;
             };
-            if self.pipe() >= self.cc.window() {
-                break;
-            }
-            let n = self.emit_data(now, hole, &mut emit)?;
+            let n = self.emit_data(now, hole, Some(end), &mut emit)?;
             if n == 0 {
                 break;
             }
-            self.rexmit_next = hole + n;
+            self.rexmit_log.record(hole, hole + n, self.snd_max);
             sent_any = true;
         }
+        let high_before = self.snd_max;
         while let Some(seq) = self.next_data() {
-            if self.emit_data(now, seq, &mut emit)? == 0 {
+            // Going back over sent data after a timeout: stop where the
+            // peer's SACKed data starts.
+            let end = if seq < self.snd_max {
+                self.scoreboard.next_sacked(seq)
+            } else {
+                None
+            };
+            if self.emit_data(now, seq, end, &mut emit)? == 0 {
                 break;
             }
             sent_any = true;
+        }
+        // New data went out: the probe timer covers the whole flight, from
+        // its last segment (RFC 8985 §7.2).
+        if self.snd_max > high_before && (self.tlp_at.is_none() || self.snd_una == high_before) {
+            self.arm_tlp(now);
         }
         // Zero window with data waiting or outstanding and no timer that
         // would otherwise wake us: persist (a lost window update must not
@@ -1694,6 +1868,60 @@ impl Connection {
         Ok(())
     }
 
+    /// A tail loss probe for `seq`, outside the congestion window (RFC 8985
+    /// §7.3 lets exactly one go).
+    fn emit_probe<F>(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        emit: &mut F,
+    ) -> Result<usize, TxError>
+    where
+        F: FnMut(&TcpRepr) -> Result<(), TxError>,
+    {
+        let before = self.snd_nxt;
+        // A new segment is sent from SND.MAX as a retransmission would be:
+        // sized by the MSS alone.
+        self.snd_nxt = self.snd_nxt.max(seq);
+        let end = (seq < self.snd_max).then_some(self.snd_max);
+        let n = self.emit_segment(now, seq, end.or(Some(seq + self.send_mss)), true, emit)?;
+        if n == 0 {
+            self.snd_nxt = before;
+        }
+        Ok(n)
+    }
+
+    /// Schedules the tail loss probe (RFC 8985 §7.2): with SACK, outside
+    /// recovery, data in flight, at PTO = 2·SRTT (plus the peer's worst
+    /// delayed ACK when one segment is out), never after the RTO.
+    fn arm_tlp(&mut self, now: Instant) {
+        self.tlp_at = None;
+        if !self.sack
+            || self.recovery.is_some()
+            || self.snd_max == self.snd_una
+            || self.timeouts > 0
+            || !matches!(
+                self.state,
+                State::Established
+                    | State::FinWait1
+                    | State::CloseWait
+                    | State::Closing
+                    | State::LastAck
+            )
+        {
+            return;
+        }
+        let Some(srtt) = self.rtt.srtt() else {
+            return;
+        };
+        let mut pto = srtt * 2;
+        if span(self.snd_max, self.snd_una) <= self.send_mss {
+            pto += TLP_DELAYED_ACK;
+        }
+        let pto = pto.max(TLP_MIN).min(self.rtt.rto());
+        self.tlp_at = Some(now + pto);
+    }
+
     fn arm_persist(&mut self, now: Instant) {
         let base = self.rtt.rto();
         let backoff = base.saturating_mul(1 << self.persist_backoff.min(10));
@@ -1706,18 +1934,45 @@ impl Connection {
         self.send_buf.len() - sent
     }
 
-    /// RFC 6675's pipe, simplified: bytes sent and neither acknowledged nor
-    /// SACKed.
+    /// RFC 6675 §4 SetPipe: the bytes in the network. Every unSACKed byte
+    /// that is not lost counts once (it may still arrive), and every
+    /// retransmitted one once more (its retransmission may). Lost bytes not
+    /// yet sent again count nothing: counting them is what would stall
+    /// recovery with `pipe >= cwnd` until the RTO.
     fn pipe(&self) -> usize {
-        (span(self.snd_max, self.snd_una)).saturating_sub(self.scoreboard.sacked_bytes())
+        let lost_below = self
+            .scoreboard
+            .lost_below(self.send_mss)
+            .map_or(self.snd_una, |e| e.max(self.snd_una).min(self.snd_max));
+        let not_lost =
+            span(self.snd_max, lost_below) - self.scoreboard.sacked_in(lost_below, self.snd_max);
+        not_lost + self.rexmit_log.unsacked_bytes(&self.scoreboard)
     }
 
-    /// The first unSACKed byte at or after `rexmit_next` below the highest
-    /// SACKed one: the next hole to fill (RFC 6675 §4 NextSeg (1)).
-    fn next_hole(&self) -> Option<SeqNumber> {
-        let from = self.rexmit_next.max(self.snd_una);
-        let high = self.scoreboard.highest()?;
-        self.scoreboard.next_unsacked(from).filter(|&s| s < high)
+    /// RFC 6675 §4 NextSeg rule 1: the first lost hole (unSACKed, below the
+    /// IsLost edge) not yet retransmitted in this recovery, as [start, end).
+    fn next_lost(&self) -> Option<(SeqNumber, SeqNumber)> {
+        let edge = self.scoreboard.lost_below(self.send_mss)?;
+        let mut seq = self.snd_una;
+        // Each pass skips one SACKed or one retransmitted range: bounded.
+        loop {
+            seq = self.scoreboard.next_unsacked(seq)?;
+            if seq >= edge {
+                return None;
+            }
+            if let Some(end) = self.rexmit_log.covering(seq) {
+                seq = end;
+                continue;
+            }
+            let end = [
+                self.scoreboard.next_sacked(seq),
+                self.rexmit_log.next_start(seq),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(edge, SeqNumber::min);
+            return Some((seq, end));
+        }
     }
 
     /// How far new data may go: SND.UNA plus the smaller of the peer's
@@ -1727,6 +1982,12 @@ impl Connection {
         let mut cwnd = self.cc.window();
         if self.recovery.is_some() && !self.sack {
             cwnd += self.dupacks.saturating_sub(DUPACK_THRESHOLD) as usize * self.send_mss;
+        }
+        if self.recovery.is_none() && self.dupacks > 0 {
+            // Limited transmit (RFC 3042 §2): each of the first two
+            // duplicate ACKs lets one new segment beyond cwnd go, so a
+            // small window still gets the ACKs fast retransmit needs.
+            cwnd += self.dupacks.min(DUPACK_THRESHOLD - 1) as usize * self.send_mss;
         }
         if self.recovery.is_some() && self.sack {
             // RFC 6675: limited by the pipe, not by SND.UNA + cwnd.
@@ -1795,9 +2056,32 @@ impl Connection {
         Some(seq)
     }
 
-    /// Sends one data segment starting at `seq` (new or retransmitted) and
-    /// returns the sequence space it used (0 if nothing could be sent).
-    fn emit_data<F>(&mut self, now: Instant, seq: SeqNumber, emit: &mut F) -> Result<usize, TxError>
+    /// Sends one data segment starting at `seq` (new or retransmitted, and
+    /// for a retransmission not past `end`, where the hole ends) and returns
+    /// the sequence space it used (0 if nothing could be sent).
+    fn emit_data<F>(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        end: Option<SeqNumber>,
+        emit: &mut F,
+    ) -> Result<usize, TxError>
+    where
+        F: FnMut(&TcpRepr) -> Result<(), TxError>,
+    {
+        self.emit_segment(now, seq, end, false, emit)
+    }
+
+    /// [`Connection::emit_data`], and for a loss probe (`probe`) new data
+    /// past the congestion window (never past the peer's).
+    fn emit_segment<F>(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        end: Option<SeqNumber>,
+        probe: bool,
+        emit: &mut F,
+    ) -> Result<usize, TxError>
     where
         F: FnMut(&TcpRepr) -> Result<(), TxError>,
     {
@@ -1823,9 +2107,11 @@ impl Connection {
             0
         };
         let mut max = self.send_mss.saturating_sub(sack_room).max(1);
-        if is_new {
+        if is_new && !probe {
             let room = self.send_window_limit().distance_from(seq).max(0) as usize;
             max = max.min(room);
+        } else if let Some(end) = end {
+            max = max.min(span(end, seq).max(1));
         }
         let fin_seq = self.fin_seq();
         let (len, fin) = {
@@ -1894,11 +2180,18 @@ impl Connection {
     }
 
     /// The window field: free receive space, not shrinking the right edge
-    /// already advertised, scaled (RFC 7323 §2.3).
+    /// already advertised, scaled (RFC 7323 §2.3). Receiver SWS avoidance
+    /// (RFC 9293 §3.8.6.2.2, RFC 1122 §4.2.3.3): the right edge moves only
+    /// by at least min(buffer / 2, MSS), never in small steps.
     fn advertised_window(&self) -> usize {
         let free = self.recv_buf.window();
         let promised = self.rcv_adv.distance_from(self.rcv_nxt).max(0) as usize;
-        let wnd = free.max(promised);
+        let step = (self.recv_buf.capacity() / 2).min(usize::from(self.cfg.mss));
+        let wnd = if free > promised && free - promised < step {
+            promised
+        } else {
+            free.max(promised)
+        };
         (wnd >> self.rcv_wscale).min(usize::from(u16::MAX))
     }
 

@@ -100,6 +100,49 @@ struct Listener {
     half_open: usize,
     /// Established, not yet accepted.
     accept_queue: VecDeque<ConnectionHandle>,
+    /// When this listener last answered a SYN with a cookie (its queues
+    /// were full). A cookie ACK is taken only within [`COOKIE_WINDOW`] of
+    /// that, as Linux does: at other times no cookie is out, and a blind
+    /// attacker gets nothing from guessing one.
+    last_overflow: Option<Instant>,
+}
+
+/// How long after the last SYN-queue overflow cookie ACKs are accepted
+/// (Linux: two minutes, the cookie's own lifetime).
+const COOKIE_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Challenge ACKs per second for a whole shard, on average (RFC 5961 §7;
+/// Linux's `tcp_challenge_ack_limit`). Each second's budget is drawn at
+/// random between half and one and a half of it, so an off-path attacker
+/// cannot count challenge ACKs to learn about a connection (the
+/// CVE-2016-5696 side channel).
+const CHALLENGE_ACKS_PER_SECOND: u32 = 1000;
+
+/// The shard's budget of challenge ACKs for the current second.
+#[derive(Debug, Default)]
+struct ChallengeBudget {
+    epoch: Option<Instant>,
+    left: u32,
+}
+
+impl ChallengeBudget {
+    /// Takes one from the budget; `draw` gives the randomness for a new
+    /// second's budget.
+    fn take(&mut self, now: Instant, draw: impl FnOnce() -> u32) -> bool {
+        let second = std::time::Duration::from_secs(1);
+        if self
+            .epoch
+            .is_none_or(|e| now.saturating_duration_since(e) >= second)
+        {
+            self.epoch = Some(now);
+            self.left = CHALLENGE_ACKS_PER_SECOND / 2 + draw() % CHALLENGE_ACKS_PER_SECOND;
+        }
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        true
+    }
 }
 
 struct Slot {
@@ -155,6 +198,9 @@ pub struct Shard {
     pub closed_total: u64,
     /// Segments retransmitted by every connection over the shard's life.
     pub retransmits_total: u64,
+    /// Retransmission timeouts of every connection over the shard's life.
+    pub timeouts_total: u64,
+    challenge_budget: ChallengeBudget,
 }
 
 impl std::fmt::Debug for Shard {
@@ -225,6 +271,8 @@ impl Shard {
             partition: (0, 1),
             closed_total: 0,
             retransmits_total: 0,
+            timeouts_total: 0,
+            challenge_budget: ChallengeBudget::default(),
         }
     }
 
@@ -274,6 +322,7 @@ impl Shard {
             port,
             half_open: 0,
             accept_queue: VecDeque::with_capacity(self.config.accept_backlog),
+            last_overflow: None,
         });
         Ok(())
     }
@@ -459,7 +508,16 @@ impl Shard {
             let conn = slot.conn.as_mut().expect("table points at live slots");
             let before = conn.state();
             let reply = conn.process(now, &seg);
-            if let Some(reason) = conn.take_rejection() {
+            let mut rejection = conn.take_rejection();
+            if rejection == Some(DropReason::TcpChallengeAck) {
+                let (isn, local) = (&self.isn, self.local_addr);
+                let draw = || isn.isn(SocketAddrV4::new(local, 0), remote, now).0;
+                if !self.challenge_budget.take(now, draw) {
+                    conn.withdraw_challenge_ack();
+                    rejection = Some(DropReason::TcpChallengeAckLimited);
+                }
+            }
+            if let Some(reason) = rejection {
                 counters.drop(reason);
             }
             let after = conn.state();
@@ -481,12 +539,24 @@ impl Shard {
             return;
         }
         let listening = self.listeners.iter().position(|l| l.port == seg.dst_port);
+        let cookies_out = |l: usize| {
+            self.listeners[l]
+                .last_overflow
+                .is_some_and(|t| now.saturating_duration_since(t) <= COOKIE_WINDOW)
+        };
+        // RFC 9293 §3.10.7.2, LISTEN: a RST is ignored; an ACK gets a RST;
+        // a SYN opens; anything else (no SYN, no ACK) is dropped in silence.
         match (listening, seg.control, seg.ack_number) {
             (Some(l), TcpControl::Syn, None) => {
                 self.on_syn(now, l, src_mac, remote, &seg, counters, &mut emit)
             }
-            (Some(l), TcpControl::None | TcpControl::Psh, Some(_)) if self.config.syn_cookies => {
+            (Some(l), TcpControl::None | TcpControl::Psh, Some(_))
+                if self.config.syn_cookies && cookies_out(l) =>
+            {
                 self.on_cookie_ack(now, l, src_mac, remote, &seg, counters, &mut emit)
+            }
+            (Some(_), TcpControl::Fin | TcpControl::None | TcpControl::Psh, None) => {
+                counters.drop(DropReason::TcpListenNoAck)
             }
             _ => self.reset_closed(src_mac, src, &seg, counters, &mut emit),
         }
@@ -514,6 +584,7 @@ impl Shard {
         if queue_full || self.free.is_empty() {
             if self.config.syn_cookies {
                 counters.tcp_syncookies_sent += 1;
+                self.listeners[l].last_overflow = Some(now);
                 self.send_cookie_synack(now, local, remote, src_mac, seg, emit);
             } else {
                 counters.drop(DropReason::TcpBacklogFull);
@@ -791,6 +862,7 @@ impl Shard {
             };
             let before = conn.state();
             let retransmits = conn.retransmits();
+            let timeouts = conn.rto_count();
             let peer_mac = slot.peer_mac;
             let dst = *conn.remote().ip();
             let result = conn.dispatch(now, |repr| {
@@ -802,6 +874,7 @@ impl Shard {
             });
             let after = conn.state();
             self.retransmits_total += conn.retransmits() - retransmits;
+            self.timeouts_total += conn.rto_count() - timeouts;
             if let Some(buffers) = conn.shed_buffers() {
                 Self::keep_spare(&mut self.spare, buffers);
             }
@@ -934,5 +1007,222 @@ impl Shard {
                 self.mark_ready(index);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The listener's rules, written from RFC 9293 §3.10.7.2 and RFC 5961
+    //! §7: segments in as bytes, what the shard sends back out.
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::wire::TcpRepr;
+
+    const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    const MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+
+    fn shard(config: ShardConfig) -> Shard {
+        let mut s = Shard::new(
+            TcpConfig::default(),
+            config,
+            LOCAL,
+            IsnGenerator::new([1, 2]),
+            SynCookies::new([[3, 4], [5, 6]]),
+        );
+        s.listen(80).unwrap();
+        s
+    }
+
+    fn segment(control: TcpControl, seq: u32, ack: Option<u32>, payload: &[u8]) -> Vec<u8> {
+        segment_from(40000, control, seq, ack, payload)
+    }
+
+    fn segment_from(
+        src_port: u16,
+        control: TcpControl,
+        seq: u32,
+        ack: Option<u32>,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let repr = TcpRepr {
+            src_port,
+            dst_port: 80,
+            control,
+            seq_number: SeqNumber(seq),
+            ack_number: ack.map(SeqNumber),
+            window_len: 65535,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            urgent_pointer: None,
+            payload,
+        };
+        let mut buf = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut TcpPacket::new_unchecked(&mut buf[..]), PEER, LOCAL);
+        buf
+    }
+
+    /// Feeds one segment; returns (control, seq, ack) of what went out.
+    fn feed(
+        s: &mut Shard,
+        now: Instant,
+        bytes: &[u8],
+        counters: &mut Counters,
+    ) -> Vec<(TcpControl, u32, Option<u32>)> {
+        let mut out = Vec::new();
+        s.receive(now, MAC, PEER, bytes, counters, |o| {
+            out.push((
+                o.repr.control,
+                o.repr.seq_number.0,
+                o.repr.ack_number.map(|a| a.0),
+            ));
+            Ok(())
+        });
+        out
+    }
+
+    #[test]
+    fn listen_drops_segments_without_syn_or_ack_in_silence() {
+        // §3.10.7.2 fourth: "Any other control or text-bearing segment (not
+        // containing SYN) must have an ACK and thus would have been
+        // discarded by the ACK processing": drop, no RST.
+        let mut s = shard(ShardConfig::default());
+        let mut c = Counters::default();
+        let now = Instant::ZERO;
+        assert!(feed(
+            &mut s,
+            now,
+            &segment(TcpControl::Fin, 100, None, b""),
+            &mut c
+        )
+        .is_empty());
+        assert!(feed(
+            &mut s,
+            now,
+            &segment(TcpControl::None, 100, None, b"x"),
+            &mut c
+        )
+        .is_empty());
+        assert!(feed(
+            &mut s,
+            now,
+            &segment(TcpControl::Psh, 100, None, b""),
+            &mut c
+        )
+        .is_empty());
+        assert_eq!(c.drops(DropReason::TcpListenNoAck), 3);
+        // First: a RST is ignored.
+        assert!(feed(
+            &mut s,
+            now,
+            &segment(TcpControl::Rst, 100, None, b""),
+            &mut c
+        )
+        .is_empty());
+        // Second: any ACK gets <SEQ=SEG.ACK><CTL=RST>.
+        let out = feed(
+            &mut s,
+            now,
+            &segment(TcpControl::Fin, 100, Some(777), b""),
+            &mut c,
+        );
+        assert_eq!(out, vec![(TcpControl::Rst, 777, None)]);
+        // Third: a SYN gets a SYN-ACK.
+        let out = feed(
+            &mut s,
+            now,
+            &segment(TcpControl::Syn, 100, None, b""),
+            &mut c,
+        );
+        assert_eq!(
+            out.len(),
+            0,
+            "the connection's SYN-ACK goes out on dispatch"
+        );
+        let mut sent = Vec::new();
+        s.dispatch(now, |o| {
+            sent.push((o.repr.control, o.repr.ack_number.map(|a| a.0)));
+            Ok(())
+        });
+        assert_eq!(sent, vec![(TcpControl::Syn, Some(101))]);
+    }
+
+    #[test]
+    fn cookie_acks_are_taken_only_after_the_syn_queue_overflowed() {
+        let mut s = shard(ShardConfig {
+            syn_backlog: 0,
+            ..ShardConfig::default()
+        });
+        let mut c = Counters::default();
+        let now = Instant::ZERO;
+        // Before any overflow, an ACK to the listener is not a cookie to
+        // check but a segment for no connection: RST (§3.10.7.2 second).
+        let out = feed(
+            &mut s,
+            now,
+            &segment(TcpControl::None, 1, Some(5), b""),
+            &mut c,
+        );
+        assert_eq!(out, vec![(TcpControl::Rst, 5, None)]);
+        assert_eq!(c.tcp_syncookies_failed, 0, "not even checked");
+        // The queue overflows: a cookie SYN-ACK goes out.
+        let out = feed(
+            &mut s,
+            now,
+            &segment(TcpControl::Syn, 1000, None, b""),
+            &mut c,
+        );
+        assert_eq!(out.len(), 1);
+        let (control, cookie, ack) = out[0];
+        assert_eq!((control, ack), (TcpControl::Syn, Some(1001)));
+        // Its ACK is taken within the window...
+        let later = now + Duration::from_secs(60);
+        let out = feed(
+            &mut s,
+            later,
+            &segment(TcpControl::None, 1001, Some(cookie.wrapping_add(1)), b""),
+            &mut c,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(c.tcp_syncookies_ok, 1);
+        assert_eq!(s.connection_count(), 1);
+        // ...and after two quiet minutes no guessed cookie is checked (a
+        // new 4-tuple: the first is a connection now).
+        let much_later = now + Duration::from_secs(181);
+        let out = feed(
+            &mut s,
+            much_later,
+            &segment_from(
+                40001,
+                TcpControl::None,
+                5001,
+                Some(cookie.wrapping_add(1)),
+                b"",
+            ),
+            &mut c,
+        );
+        assert_eq!(out, vec![(TcpControl::Rst, cookie.wrapping_add(1), None)]);
+        assert_eq!(c.tcp_syncookies_failed, 0);
+    }
+
+    #[test]
+    fn challenge_acks_have_a_randomised_budget_per_second() {
+        let mut b = ChallengeBudget::default();
+        let now = Instant::ZERO;
+        let budget = (0..5000).take_while(|_| b.take(now, || 123_456)).count() as u32;
+        assert_eq!(
+            budget,
+            CHALLENGE_ACKS_PER_SECOND / 2 + 123_456 % CHALLENGE_ACKS_PER_SECOND
+        );
+        assert!(!b.take(now + Duration::from_millis(999), || 0));
+        assert!(
+            b.take(now + Duration::from_secs(1), || 0),
+            "a new second, a new budget"
+        );
     }
 }
