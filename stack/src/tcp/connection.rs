@@ -50,6 +50,18 @@ pub enum State {
 }
 
 impl State {
+    /// States in which our data (or FIN) may still go out or be resent.
+    fn sends_data(self) -> bool {
+        matches!(
+            self,
+            State::Established
+                | State::FinWait1
+                | State::CloseWait
+                | State::Closing
+                | State::LastAck
+        )
+    }
+
     /// States after the handshake (RFC 9293 "synchronized states").
     pub fn is_synchronized(self) -> bool {
         !matches!(self, State::Closed | State::SynSent | State::SynReceived)
@@ -1900,14 +1912,7 @@ impl Connection {
             || self.recovery.is_some()
             || self.snd_max == self.snd_una
             || self.timeouts > 0
-            || !matches!(
-                self.state,
-                State::Established
-                    | State::FinWait1
-                    | State::CloseWait
-                    | State::Closing
-                    | State::LastAck
-            )
+            || !self.state.sends_data()
         {
             return;
         }
@@ -2005,14 +2010,7 @@ impl Connection {
     /// Nagle and sender SWS avoidance (RFC 9293 §3.8.6.2.1) allow: its
     /// sequence number ([`Connection::emit_data`] sizes it).
     fn next_data(&self) -> Option<SeqNumber> {
-        if !matches!(
-            self.state,
-            State::Established
-                | State::FinWait1
-                | State::CloseWait
-                | State::Closing
-                | State::LastAck
-        ) {
+        if !self.state.sends_data() {
             return None;
         }
         let mut seq = self.snd_nxt;
