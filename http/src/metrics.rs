@@ -242,6 +242,11 @@ impl Metrics {
                 |c| c.tcp_timeouts,
             ),
             (
+                "bypass_tcp_loss_probes_total",
+                "TCP tail loss probes (RFC 8985): losses repaired without an RTO.",
+                |c| c.tcp_loss_probes,
+            ),
+            (
                 "bypass_tcp_refused_total",
                 "Connection attempts to a port nobody listens on (answered RST).",
                 |c| c.tcp_refused,

@@ -449,6 +449,7 @@ impl Interface {
             out.count(&mut self.counters);
             self.counters.tcp_retransmits = shard.retransmits_total;
             self.counters.tcp_timeouts = shard.timeouts_total;
+            self.counters.tcp_loss_probes = shard.loss_probes_total;
         }
         let mut requests = [Ipv4Addr::UNSPECIFIED; 16];
         let mut n = 0;

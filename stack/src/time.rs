@@ -31,6 +31,12 @@ impl Instant {
         self.micros
     }
 
+    /// `self - d`, or `None` before the epoch.
+    pub fn checked_sub(self, d: Duration) -> Option<Instant> {
+        let micros = u64::try_from(d.as_micros()).ok()?;
+        self.micros.checked_sub(micros).map(Instant::from_micros)
+    }
+
     /// The time from `earlier` to `self`, zero if `earlier` is later.
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
         Duration::from_micros(self.micros.saturating_sub(earlier.micros))

@@ -1368,6 +1368,7 @@ impl Connection {
     /// The ACK of the fifth step, from ESTABLISHED on.
     fn process_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber) {
         let fin_seq = self.fin_seq();
+        let (una_before, sacked_before) = (self.snd_una, self.scoreboard.sacked_bytes());
         // SACK blocks update the scoreboard first (RFC 6675 §4).
         if self.sack {
             for &(left, right) in seg.sack_ranges.iter().flatten() {
@@ -1393,7 +1394,12 @@ impl Connection {
             }
             self.scoreboard.advance(ack);
             self.rexmit_log.advance(ack);
-            if self.recover_mark.is_some_and(|m| ack > m) {
+            // RFC 6582 §3.2: past `recover` (RFC 6675 §5.1 with SACK: at
+            // or past RecoveryPoint).
+            if self
+                .recover_mark
+                .is_some_and(|m| ack > m || (self.sack && ack >= m))
+            {
                 self.recover_mark = None;
             }
             self.timeouts = 0;
@@ -1407,6 +1413,12 @@ impl Connection {
                     // Full acknowledgement: recovery ends (RFC 6582 §3.2 step 3).
                     self.recovery = None;
                     self.rexmit_log.clear();
+                    if self.sack {
+                        // RFC 6675 §5: the next loss may start recovery at
+                        // once, even at SND.UNA = RecoveryPoint; only a
+                        // timeout keeps a mark (§5.1).
+                        self.recover_mark = None;
+                    }
                     self.dupacks = 0;
                     let flight = span(self.snd_max, self.snd_una);
                     self.cc.on_recovery_exit(flight);
@@ -1471,8 +1483,16 @@ impl Connection {
             }
             // A retransmission overtaken by DupThresh worth of later data
             // was lost again: it may go once more, now, not after an RTO.
-            if let (Some(_), Some(edge)) = (self.recovery, lost_below) {
-                self.rexmit_log.forget_lost(&self.scoreboard, edge);
+            if self.recovery.is_some() {
+                // RACK's time test (RFC 8985 §6.2): an ACK with news 5/4 of
+                // an RTT after a retransmission went should have covered it.
+                let news = ack > una_before || self.scoreboard.sacked_bytes() > sacked_before;
+                let overdue = match (news, self.rtt.srtt()) {
+                    (true, Some(srtt)) => now.checked_sub(srtt + srtt / 4),
+                    _ => None,
+                };
+                self.rexmit_log
+                    .forget_lost(&self.scoreboard, self.send_mss, overdue);
             }
         }
         // Window update (RFC 9293 §3.10.7.4, fifth step).
@@ -1828,7 +1848,7 @@ impl Connection {
             let n = self.emit_data(now, seq, end, &mut emit)?;
             if n > 0 {
                 sent_any = true;
-                self.rexmit_log.record(seq, seq + n, self.snd_max);
+                self.rexmit_log.record(seq, seq + n, self.snd_max, now);
             }
             self.rexmit_una = false;
         }
@@ -1843,7 +1863,7 @@ impl Connection {
             if n == 0 {
                 break;
             }
-            self.rexmit_log.record(hole, hole + n, self.snd_max);
+            self.rexmit_log.record(hole, hole + n, self.snd_max, now);
             sent_any = true;
         }
         let high_before = self.snd_max;

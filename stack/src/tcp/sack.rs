@@ -8,7 +8,7 @@
 //! new block would exceed that, the highest range is forgotten, which only
 //! costs a needless retransmission later.
 
-use crate::wire::SeqNumber;
+use crate::{time::Instant, wire::SeqNumber};
 
 /// Ranges remembered at most.
 pub const MAX_BLOCKS: usize = 16;
@@ -161,19 +161,38 @@ impl Scoreboard {
     }
 }
 
+/// One retransmitted range of the [`RetransmitLog`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Retransmitted {
+    start: SeqNumber,
+    end: SeqNumber,
+    /// SND.MAX when it went: data above was first sent after it.
+    mark: SeqNumber,
+    /// When it went.
+    at: Instant,
+}
+
+const NONE_SENT: Retransmitted = Retransmitted {
+    start: SeqNumber(0),
+    end: SeqNumber(0),
+    mark: SeqNumber(0),
+    at: Instant::ZERO,
+};
+
 /// What recovery retransmitted, as sorted disjoint ranges, each with the
-/// highest sequence sent (SND.MAX) when it last went out.
+/// highest sequence sent (SND.MAX) and the time when it last went out.
 ///
 /// RFC 6675's pipe counts a retransmitted byte once more while it is in
 /// flight; and a retransmission that is itself lost would hold `pipe` up
-/// until the RTO. The mark finds it the way Linux's `tcp_mark_lost_retrans`
-/// and RACK (RFC 8985 §6.2) reason: data first sent after the
-/// retransmission has been SACKed beyond DupThresh while the retransmitted
-/// bytes have not, so they are lost again and may go once more.
+/// until the RTO. Two tests find such a loss, after Linux's
+/// `tcp_mark_lost_retrans` and RACK (RFC 8985 §6.2): data first sent after
+/// the retransmission has been SACKed beyond DupThresh while the
+/// retransmitted bytes have not; or an ACK with news arrives more than
+/// 5/4 of an RTT after the retransmission went, and still does not cover
+/// it. Either way the bytes are lost again and may go once more.
 #[derive(Debug, Clone)]
 pub struct RetransmitLog {
-    /// Sorted, disjoint (start, end, snd_max when sent).
-    ranges: [(SeqNumber, SeqNumber, SeqNumber); MAX_BLOCKS],
+    ranges: [Retransmitted; MAX_BLOCKS],
     len: usize,
 }
 
@@ -186,12 +205,12 @@ impl Default for RetransmitLog {
 impl RetransmitLog {
     pub fn new() -> Self {
         RetransmitLog {
-            ranges: [(SeqNumber(0), SeqNumber(0), SeqNumber(0)); MAX_BLOCKS],
+            ranges: [NONE_SENT; MAX_BLOCKS],
             len: 0,
         }
     }
 
-    fn entries(&self) -> &[(SeqNumber, SeqNumber, SeqNumber)] {
+    fn entries(&self) -> &[Retransmitted] {
         &self.ranges[..self.len]
     }
 
@@ -199,46 +218,55 @@ impl RetransmitLog {
         self.len = 0;
     }
 
-    /// [start, end) was retransmitted while SND.MAX was `mark`. Merges with
-    /// what it touches; when full, merges the new range into its neighbour
-    /// (the gap then counts as retransmitted, which at worst delays its
-    /// repair to the lost-again check or the RTO, and never repeats a send).
-    pub fn record(&mut self, start: SeqNumber, end: SeqNumber, mark: SeqNumber) {
+    /// [start, end) was retransmitted at `at` while SND.MAX was `mark`.
+    /// Merges with what it touches (keeping the later mark and time); when
+    /// full, merges the two closest neighbours (the gap then counts as
+    /// retransmitted, which at worst delays its repair to a lost-again test
+    /// or the RTO, and never repeats a send).
+    pub fn record(&mut self, start: SeqNumber, end: SeqNumber, mark: SeqNumber, at: Instant) {
         if end.distance_from(start) <= 0 {
             return;
         }
-        let (mut l, mut r, mut m) = (start, end, mark);
-        let mut out = [(SeqNumber(0), SeqNumber(0), SeqNumber(0)); MAX_BLOCKS + 1];
+        let mut new = Retransmitted {
+            start,
+            end,
+            mark,
+            at,
+        };
+        let merge = |a: Retransmitted, b: Retransmitted| Retransmitted {
+            start: a.start.min(b.start),
+            end: a.end.max(b.end),
+            mark: a.mark.max(b.mark),
+            at: a.at.max(b.at),
+        };
+        let mut out = [NONE_SENT; MAX_BLOCKS + 1];
         let mut n = 0;
         let mut placed = false;
-        for &(a, b, k) in self.entries() {
-            if b < l {
-                out[n] = (a, b, k);
+        for &e in self.entries() {
+            if e.end < new.start {
+                out[n] = e;
                 n += 1;
-            } else if r < a {
+            } else if new.end < e.start {
                 if !placed {
-                    out[n] = (l, r, m);
+                    out[n] = new;
                     n += 1;
                     placed = true;
                 }
-                out[n] = (a, b, k);
+                out[n] = e;
                 n += 1;
             } else {
-                l = l.min(a);
-                r = r.max(b);
-                m = m.max(k);
+                new = merge(new, e);
             }
         }
         if !placed {
-            out[n] = (l, r, m);
+            out[n] = new;
             n += 1;
         }
         if n > MAX_BLOCKS {
-            // Merge the closest neighbours.
             let i = (0..n - 1)
-                .min_by_key(|&i| out[i + 1].0.distance_from(out[i].1))
+                .min_by_key(|&i| out[i + 1].start.distance_from(out[i].end))
                 .unwrap_or(0);
-            out[i] = (out[i].0, out[i + 1].1, out[i].2.max(out[i + 1].2));
+            out[i] = merge(out[i], out[i + 1]);
             out.copy_within(i + 2..n, i + 1);
             n -= 1;
         }
@@ -250,11 +278,12 @@ impl RetransmitLog {
     pub fn advance(&mut self, una: SeqNumber) {
         let mut n = 0;
         for i in 0..self.len {
-            let (a, b, m) = self.ranges[i];
-            if b <= una {
+            let mut e = self.ranges[i];
+            if e.end <= una {
                 continue;
             }
-            self.ranges[n] = (a.max(una), b, m);
+            e.start = e.start.max(una);
+            self.ranges[n] = e;
             n += 1;
         }
         self.len = n;
@@ -264,36 +293,48 @@ impl RetransmitLog {
     pub fn covering(&self, seq: SeqNumber) -> Option<SeqNumber> {
         self.entries()
             .iter()
-            .find(|&&(a, b, _)| a <= seq && seq < b)
-            .map(|&(_, b, _)| b)
+            .find(|e| e.start <= seq && seq < e.end)
+            .map(|e| e.end)
     }
 
     /// The start of the first retransmitted range above `seq`.
     pub fn next_start(&self, seq: SeqNumber) -> Option<SeqNumber> {
-        self.entries().iter().map(|&(a, _, _)| a).find(|&a| a > seq)
+        self.entries().iter().map(|e| e.start).find(|&a| a > seq)
     }
 
     /// Retransmitted bytes not yet SACKed: RFC 6675's second term of pipe.
     pub fn unsacked_bytes(&self, board: &Scoreboard) -> usize {
         self.entries()
             .iter()
-            .map(|&(a, b, _)| (b.distance_from(a).max(0) as usize) - board.sacked_in(a, b))
+            .map(|e| {
+                (e.end.distance_from(e.start).max(0) as usize) - board.sacked_in(e.start, e.end)
+            })
             .sum()
     }
 
-    /// Drops the ranges lost again: sent before `lost_below` (the scoreboard's
-    /// IsLost edge, so DupThresh worth of later data was SACKed) and not
-    /// wholly SACKed since. Returns how many ranges went.
-    pub fn forget_lost(&mut self, board: &Scoreboard, lost_below: SeqNumber) -> usize {
+    /// Drops the ranges lost again, by either test of the type's doc:
+    /// `overdue` is the time before which a retransmission should have been
+    /// covered by an ACK that brought news now (`None` when this ACK
+    /// brought none). Returns how many ranges went.
+    pub fn forget_lost(
+        &mut self,
+        board: &Scoreboard,
+        smss: usize,
+        overdue: Option<Instant>,
+    ) -> usize {
         let before = self.len;
+        let high = board.highest();
         let mut n = 0;
         for i in 0..self.len {
-            let (a, b, m) = self.ranges[i];
-            let whole = b.distance_from(a).max(0) as usize;
-            if m <= lost_below && board.sacked_in(a, b) < whole {
+            let e = self.ranges[i];
+            let whole = e.end.distance_from(e.start).max(0) as usize;
+            let overtaken =
+                high.is_some_and(|h| board.sacked_in(e.mark, h) > (DUP_THRESH - 1) * smss);
+            let late = overdue.is_some_and(|t| e.at < t);
+            if (overtaken || late) && board.sacked_in(e.start, e.end) < whole {
                 continue;
             }
-            self.ranges[n] = (a, b, m);
+            self.ranges[n] = e;
             n += 1;
         }
         self.len = n;
@@ -370,36 +411,52 @@ mod tests {
 
     #[test]
     fn retransmit_log_counts_and_forgets_lost_retransmissions() {
+        let t0 = Instant::ZERO;
+        let ms = |n: u64| t0 + std::time::Duration::from_millis(n);
         let mut board = Scoreboard::new();
         let mut log = RetransmitLog::new();
-        log.record(s(0), s(100), s(1000));
-        log.record(s(100), s(200), s(1000));
-        log.record(s(300), s(400), s(1200));
-        assert_eq!(
-            log.entries(),
-            &[(s(0), s(200), s(1000)), (s(300), s(400), s(1200))]
-        );
+        log.record(s(0), s(100), s(1000), ms(0));
+        log.record(s(100), s(200), s(1000), ms(1));
+        log.record(s(300), s(400), s(1200), ms(50));
+        let spans: Vec<_> = log
+            .entries()
+            .iter()
+            .map(|e| (e.start, e.end, e.mark))
+            .collect();
+        assert_eq!(spans, [(s(0), s(200), s(1000)), (s(300), s(400), s(1200))]);
         assert_eq!(log.covering(s(150)), Some(s(200)));
         assert_eq!(log.covering(s(250)), None);
         assert_eq!(log.next_start(s(250)), Some(s(300)));
         board.add(s(300), s(350));
         assert_eq!(log.unsacked_bytes(&board), 250);
-        // Data sent after the first retransmission is SACKed past DupThresh:
-        // the first is lost again, the second (sent later) is not.
-        assert_eq!(log.forget_lost(&board, s(1100)), 1);
-        assert_eq!(log.entries(), &[(s(300), s(400), s(1200))]);
+        // Data sent after the first retransmission (above 1000) is SACKed
+        // past DupThresh (more than 2 * 30 bytes), not past the second's
+        // mark: the first is lost again, the second not yet.
+        board.add(s(1000), s(1061));
+        assert_eq!(log.forget_lost(&board, 30, None), 1);
+        assert_eq!(log.entries().len(), 1);
+        // Time: an ACK with news well after the second went, and it is
+        // still not covered: lost again too.
+        assert_eq!(
+            log.forget_lost(&board, 30, Some(ms(50))),
+            0,
+            "not yet overdue"
+        );
+        assert_eq!(log.forget_lost(&board, 30, Some(ms(51))), 1);
         // A wholly SACKed retransmission is never lost.
+        log.record(s(300), s(400), s(1200), ms(60));
         board.add(s(300), s(400));
-        assert_eq!(log.forget_lost(&board, s(5000)), 0);
+        board.add(s(1200), s(2000));
+        assert_eq!(log.forget_lost(&board, 30, Some(ms(1000))), 0);
         log.advance(s(350));
-        assert_eq!(log.entries(), &[(s(350), s(400), s(1200))]);
+        assert_eq!(log.entries()[0].start, s(350));
     }
 
     #[test]
     fn retransmit_log_stays_bounded_and_covers_what_it_merged() {
         let mut log = RetransmitLog::new();
         for i in 0..100u32 {
-            log.record(s(i * 10), s(i * 10 + 5), s(i));
+            log.record(s(i * 10), s(i * 10 + 5), s(i), Instant::ZERO);
             assert!(log.len <= MAX_BLOCKS);
             // Every range ever recorded is still covered.
             for j in 0..=i {

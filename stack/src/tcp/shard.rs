@@ -200,6 +200,8 @@ pub struct Shard {
     pub retransmits_total: u64,
     /// Retransmission timeouts of every connection over the shard's life.
     pub timeouts_total: u64,
+    /// Tail loss probes of every connection over the shard's life.
+    pub loss_probes_total: u64,
     challenge_budget: ChallengeBudget,
 }
 
@@ -272,6 +274,7 @@ impl Shard {
             closed_total: 0,
             retransmits_total: 0,
             timeouts_total: 0,
+            loss_probes_total: 0,
             challenge_budget: ChallengeBudget::default(),
         }
     }
@@ -863,6 +866,7 @@ impl Shard {
             let before = conn.state();
             let retransmits = conn.retransmits();
             let timeouts = conn.rto_count();
+            let probes = conn.loss_probes();
             let peer_mac = slot.peer_mac;
             let dst = *conn.remote().ip();
             let result = conn.dispatch(now, |repr| {
@@ -875,6 +879,7 @@ impl Shard {
             let after = conn.state();
             self.retransmits_total += conn.retransmits() - retransmits;
             self.timeouts_total += conn.rto_count() - timeouts;
+            self.loss_probes_total += conn.loss_probes() - probes;
             if let Some(buffers) = conn.shed_buffers() {
                 Self::keep_spare(&mut self.spare, buffers);
             }
