@@ -129,6 +129,11 @@ pub struct Report {
 const XDP_HEADROOM: u32 = 256;
 /// Ethernet header plus one VLAN tag.
 const LINK_OVERHEAD: u32 = 18;
+/// IPv4 and TCP headers without options.
+const IP_TCP_HEADERS: u32 = 40;
+/// The smallest MSS we announce, whatever the MTU says (RFC 9293's
+/// default; IPv4 links carry at least 576-byte datagrams).
+const MIN_MSS: u32 = 536;
 
 impl Running {
     /// Starts the stack without TCP: ARP and ICMP only.
@@ -156,6 +161,25 @@ impl Running {
                 frame_size: config.frame_size,
             });
         }
+        // The largest segment we can take and send is the interface's MTU
+        // less the IPv4 and TCP headers (RFC 9293 §3.7.1, RFC 879): a
+        // fixed 1460 on a 1400-byte link makes frames the link drops.
+        let tcp = tcp.map(|mut setup| {
+            let fits = info
+                .mtu
+                .saturating_sub(IP_TCP_HEADERS)
+                .clamp(MIN_MSS, u32::from(u16::MAX));
+            let fits = u16::try_from(fits).unwrap_or(u16::MAX);
+            if setup.config.mss > fits {
+                tracing::info!(
+                    "{} has MTU {}: TCP segments of at most {fits} bytes (MSS)",
+                    info.name,
+                    info.mtu
+                );
+                setup.config.mss = fits;
+            }
+            setup
+        });
         let usable: Vec<usize> = core_affinity::get_core_ids()
             .unwrap_or_default()
             .into_iter()

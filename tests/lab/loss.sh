@@ -59,4 +59,17 @@ download "1% both ways" 8 "tcp sport 80 numgen random mod 100 < 1 drop" "tcp dpo
 
 stop_server
 check "server exits 0" test "$SERVER_RC" = 0
+
+# A link with a smaller MTU (PPPoE, tunnels, VPNs): the stack must take
+# its MSS from the interface, or its 1500-byte frames never arrive.
+echo "== loss: a 1400-byte MTU on both ends"
+srv ip link set bpx0 mtu 1400
+cli ip link set bpx1 mtu 1400
+if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --queues 1 --root "$SITE"; then pass "server starts on MTU 1400"; else fail "server starts on MTU 1400" "$(cat "$LOG")"; fi
+check "it announces MSS 1360" grep -q "MTU 1400: TCP segments of at most 1360 bytes" "$LOG"
+cli curl -sS --max-time 60 -o "$ARTIFACTS/loss-got" "$URL/big.bin"
+check "16 MiB over MTU 1400 byte-exact" test "$(sha256sum "$ARTIFACTS/loss-got" | cut -d' ' -f1)" = "$SHA"
+rm -f "$ARTIFACTS/loss-got"
+stop_server
+check "server exits 0" test "$SERVER_RC" = 0
 finish loss
