@@ -74,6 +74,37 @@ pub struct ServeArgs {
     #[arg(long = "port", value_name = "PORT", default_value = "80")]
     pub ports: Vec<u16>,
 
+    /// TCP port to serve HTTPS on (repeat for more), beside the plain
+    /// --port ones [default: none].
+    #[arg(long = "tls-port", value_name = "PORT")]
+    pub tls_ports: Vec<u16>,
+
+    /// PEM certificate chain for HTTPS (repeat with --key for more; chosen
+    /// by SNI, the first for clients that send no name). certbot's
+    /// fullchain.pem works as it is. Without one, a self-signed
+    /// certificate is made (and kept in --state-dir).
+    #[arg(long = "cert", value_name = "FILE")]
+    pub certs: Vec<std::path::PathBuf>,
+
+    /// PEM private key for the --cert in the same position (certbot's
+    /// privkey.pem).
+    #[arg(long = "key", value_name = "FILE")]
+    pub keys: Vec<std::path::PathBuf>,
+
+    /// Name for the self-signed certificate (repeat for more; the --ip
+    /// address is always in it).
+    #[arg(long = "server-name", value_name = "NAME")]
+    pub server_names: Vec<String>,
+
+    /// Where bypass keeps what it makes: the self-signed certificate and
+    /// its key (mode 0600).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/bypass")]
+    pub state_dir: std::path::PathBuf,
+
+    /// Seconds a client has to finish the TLS handshake.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub tls_handshake_timeout: u64,
+
     /// Connections served at once, all cores together; beyond it new
     /// connections are answered 503 (with Retry-After) and closed.
     #[arg(long, value_name = "N", default_value_t = 16_384)]

@@ -58,6 +58,12 @@ struct ConfigFile {
     cores: Option<Cpus>,
     root: Option<PathBuf>,
     port: Option<OneOrMany<u16>>,
+    tls_port: Option<OneOrMany<u16>>,
+    cert: Option<OneOrMany<PathBuf>>,
+    key: Option<OneOrMany<PathBuf>>,
+    server_name: Option<OneOrMany<String>>,
+    state_dir: Option<PathBuf>,
+    tls_handshake_timeout: Option<u64>,
     max_connections: Option<usize>,
     header_timeout: Option<u64>,
     idle_timeout: Option<u64>,
@@ -128,6 +134,11 @@ fn merge(
         Cpus::List(l) => Ok(Some(cli::CpuList(l))),
     });
     take!(port, ports, |v: OneOrMany<u16>| Ok(v.into_vec()));
+    take!(tls_port, tls_ports, |v: OneOrMany<u16>| Ok(v.into_vec()));
+    take!(server_name, server_names, |v: OneOrMany<String>| Ok(
+        v.into_vec()
+    ));
+    take!(tls_handshake_timeout);
     take!(max_connections);
     take!(header_timeout);
     take!(idle_timeout);
@@ -163,6 +174,15 @@ fn merge(
     if let Some(log) = file.access_log.filter(|_| !on_command_line("access_log")) {
         args.access_log = Some(base.join(log));
     }
+    if let Some(dir) = file.state_dir.filter(|_| !on_command_line("state_dir")) {
+        args.state_dir = base.join(dir);
+    }
+    if let Some(certs) = file.cert.filter(|_| !on_command_line("certs")) {
+        args.certs = certs.into_vec().into_iter().map(|p| base.join(p)).collect();
+    }
+    if let Some(keys) = file.key.filter(|_| !on_command_line("keys")) {
+        args.keys = keys.into_vec().into_iter().map(|p| base.join(p)).collect();
+    }
     check_limits(args)?;
     if args.ports.is_empty() {
         anyhow::bail!("port: at least one port is needed");
@@ -172,6 +192,16 @@ fn merge(
 
 /// Limits that contradict each other, from flags or file alike.
 pub fn check_limits(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.certs.len() != args.keys.len() {
+        anyhow::bail!(
+            "{} --cert and {} --key: each certificate needs its key, in the same order",
+            args.certs.len(),
+            args.keys.len()
+        );
+    }
+    if let Some(p) = args.tls_ports.iter().find(|p| args.ports.contains(p)) {
+        anyhow::bail!("port {p} is both a plain --port and a --tls-port");
+    }
     if args.max_head < args.max_request_line {
         anyhow::bail!(
             "max-head ({}) must be at least max-request-line ({})",

@@ -15,6 +15,7 @@ mod response;
 mod serve;
 mod server;
 mod site;
+mod tls;
 
 use clap::{CommandFactory, FromArgMatches};
 

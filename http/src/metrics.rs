@@ -152,6 +152,39 @@ impl Metrics {
                 })
             }),
         );
+        family(
+            "bypass_tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed, by kind (full, resumed), version and cipher suite.",
+            &mut http.iter().flat_map(|(core, c)| {
+                let core = *core;
+                [
+                    (format!("core=\"{core}\",kind=\"full\""), c.tls_full),
+                    (format!("core=\"{core}\",kind=\"resumed\""), c.tls_resumed),
+                    (format!("core=\"{core}\",version=\"1.2\""), c.tls12),
+                    (format!("core=\"{core}\",version=\"1.3\""), c.tls13),
+                ]
+                .into_iter()
+                .chain(
+                    crate::tls::SUITES
+                        .iter()
+                        .zip(c.tls_suites)
+                        .map(move |(s, n)| (format!("core=\"{core}\",suite=\"{s}\""), n)),
+                )
+            }),
+        );
+        family(
+            "bypass_tls_failures_total",
+            "counter",
+            "TLS connections that failed, by reason.",
+            &mut http.iter().flat_map(|(core, c)| {
+                let core = *core;
+                crate::tls::TlsFailure::ALL
+                    .iter()
+                    .zip(c.tls_failures)
+                    .map(move |(why, n)| (format!("core=\"{core}\",reason=\"{}\"", why.name()), n))
+            }),
+        );
         let per_core = |f: fn(&HttpCounters) -> u64| {
             http.iter()
                 .map(move |(core, c)| (format!("core=\"{core}\""), f(c)))

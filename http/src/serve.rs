@@ -25,9 +25,59 @@ use crate::{
     metrics::Metrics,
     reload::{self, SharedSite},
     request::Limits,
-    server::{HttpConfig, HttpCounters, HttpServer, Shared},
+    server::{HttpConfig, HttpCounters, HttpServer, Shared, TlsSettings},
     site::Site,
+    tls::{self, Certificates, Identity},
 };
+
+/// HTTPS, when there are --tls-ports: the given certificates, or a
+/// self-signed one for --server-name and the address.
+fn tls_settings(args: &ServeArgs, addr: std::net::Ipv4Addr) -> anyhow::Result<Option<TlsSettings>> {
+    if args.tls_ports.is_empty() {
+        if !args.certs.is_empty() {
+            tracing::warn!("--cert given but no --tls-port: HTTPS is not served");
+        }
+        return Ok(None);
+    }
+    let mut identities = Vec::new();
+    for (cert, key) in args.certs.iter().zip(&args.keys) {
+        let id = Identity::load(cert, key)?;
+        tracing::info!(
+            "certificate {} for {} (SHA-256 {})",
+            id.source,
+            if id.names.is_empty() {
+                "no DNS names".to_string()
+            } else {
+                id.names.join(", ")
+            },
+            id.fingerprint
+        );
+        identities.push(id);
+    }
+    if identities.is_empty() {
+        let mut names = args.server_names.clone();
+        names.push(addr.to_string());
+        let (id, path) = tls::self_signed(&args.state_dir, &names).with_context(|| {
+            format!(
+                "making a self-signed certificate in {} (--state-dir)",
+                args.state_dir.display()
+            )
+        })?;
+        tracing::warn!(
+            "HTTPS uses a SELF-SIGNED certificate for {}: browsers will warn until you trust it or give --cert/--key; {} (SHA-256 {})",
+            names.join(", "),
+            path.display(),
+            id.fingerprint
+        );
+        identities.push(id);
+    }
+    let config = tls::server_config(Arc::new(Certificates { identities }))?;
+    Ok(Some(TlsSettings {
+        ports: args.tls_ports.clone(),
+        config,
+        handshake_timeout: Duration::from_secs(args.tls_handshake_timeout.max(1)),
+    }))
+}
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let iface = args
@@ -52,7 +102,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         shared_ip: args.shared_ip,
         zero_copy: args.zero_copy,
         generic_xdp: args.generic_xdp,
-        tcp_ports: args.ports.clone(),
+        tcp_ports: args.ports.iter().chain(&args.tls_ports).copied().collect(),
         umem_frames: args.umem_frames,
         frame_size: args.frame_size,
         ..LaunchConfig::new(iface, addr)
@@ -89,6 +139,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         max_connections: args.max_connections,
         header_timeout: Duration::from_secs(args.header_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
+        tls: tls_settings(args, addr)?,
     });
     let tcp = TcpSetup::new(
         TcpConfig {
@@ -137,7 +188,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         args.root.display()
     );
     tracing::info!(
-        "serving {addr}/{prefix_len} on {} ({}) in {} mode: {} queue(s), XDP {}, AF_XDP {}, {} polling, HTTP on TCP ports {:?}",
+        "serving {addr}/{prefix_len} on {} ({}) in {} mode: {} queue(s), XDP {}, AF_XDP {}, {} polling, HTTP on TCP ports {:?}, HTTPS on {:?}",
         info.name,
         info.mac,
         if args.shared_ip { "shared-IP" } else { "owned-IP" },
@@ -146,6 +197,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         if args.zero_copy { "zero-copy" } else { "copy" },
         if args.busy_poll { "busy" } else { "adaptive" },
         args.ports,
+        args.tls_ports,
     );
     let reload_stop = Arc::new(AtomicBool::new(false));
     let reloader = if args.reload_interval > 0 {

@@ -29,6 +29,7 @@ use bypass_stack::{
     tcp::connection::Error,
     time::Instant,
 };
+use rustls::ServerConfig;
 
 use crate::{
     access_log::AccessLog,
@@ -36,6 +37,7 @@ use crate::{
     reload::{SharedSite, SiteHandle},
     request::{self, Limits, Method, Parsed, Version},
     response::{self, Body, DateCache, Response},
+    tls::{Negotiated, TlsFailure, TlsStream, SUITES},
 };
 
 /// Settings shared by every core.
@@ -48,6 +50,17 @@ pub struct HttpConfig {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// HTTPS: the ports, the shared rustls configuration, and how long a
+    /// handshake may take.
+    pub tls: Option<TlsSettings>,
+}
+
+/// HTTPS settings shared by every core.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub ports: Vec<u16>,
+    pub config: Arc<ServerConfig>,
+    pub handshake_timeout: Duration,
 }
 
 /// What a core counted, for the exit report and the stats line.
@@ -61,9 +74,38 @@ pub struct HttpCounters {
     pub body_bytes: u64,
     pub timeouts: u64,
     pub resets: u64,
+    /// TLS handshakes completed: full and resumed.
+    pub tls_full: u64,
+    pub tls_resumed: u64,
+    /// Handshakes by version: TLS 1.2, TLS 1.3.
+    pub tls12: u64,
+    pub tls13: u64,
+    /// Handshakes by cipher suite, as [`SUITES`] orders them.
+    pub tls_suites: [u64; SUITES.len()],
+    /// TLS failures by reason, as [`TlsFailure::ALL`] orders them.
+    pub tls_failures: [u64; TlsFailure::ALL.len()],
 }
 
 impl HttpCounters {
+    fn handshake(&mut self, n: Negotiated) {
+        if n.resumed {
+            self.tls_resumed += 1;
+        } else {
+            self.tls_full += 1;
+        }
+        if n.tls13 {
+            self.tls13 += 1;
+        } else {
+            self.tls12 += 1;
+        }
+        self.tls_suites[n.suite] += 1;
+    }
+
+    fn tls_failed(&mut self, why: TlsFailure) {
+        let i = TlsFailure::ALL.iter().position(|&f| f == why).unwrap_or(0);
+        self.tls_failures[i] += 1;
+    }
+
     pub fn accumulate(&mut self, o: &HttpCounters) {
         self.accepted += o.accepted;
         self.refused += o.refused;
@@ -74,6 +116,16 @@ impl HttpCounters {
         self.body_bytes += o.body_bytes;
         self.timeouts += o.timeouts;
         self.resets += o.resets;
+        self.tls_full += o.tls_full;
+        self.tls_resumed += o.tls_resumed;
+        self.tls12 += o.tls12;
+        self.tls13 += o.tls13;
+        for (a, b) in self.tls_suites.iter_mut().zip(o.tls_suites) {
+            *a += b;
+        }
+        for (a, b) in self.tls_failures.iter_mut().zip(o.tls_failures) {
+            *a += b;
+        }
     }
 }
 
@@ -92,7 +144,28 @@ impl std::fmt::Display for HttpCounters {
             self.body_bytes,
             self.timeouts,
             self.resets
-        )
+        )?;
+        if self.tls_full + self.tls_resumed + self.tls_failures.iter().sum::<u64>() > 0 {
+            write!(
+                f,
+                " tls_handshakes={} tls_resumed={} tls12={} tls13={}",
+                self.tls_full + self.tls_resumed,
+                self.tls_resumed,
+                self.tls12,
+                self.tls13
+            )?;
+            for (name, n) in SUITES.iter().zip(self.tls_suites) {
+                if n > 0 {
+                    write!(f, " {name}={n}")?;
+                }
+            }
+            for (why, n) in TlsFailure::ALL.iter().zip(self.tls_failures) {
+                if n > 0 {
+                    write!(f, " tls_failed_{}={n}", why.name())?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -108,8 +181,104 @@ enum Phase {
     Closing,
 }
 
-/// One connection's state.
+/// One connection: its HTTP exchange, and its TLS session on an HTTPS
+/// port.
 pub struct HttpConn {
+    x: Exchange,
+    tls: Option<Box<TlsStream>>,
+}
+
+/// The byte stream HTTP reads requests from and writes responses to: the
+/// TCP connection itself, or TLS over it.
+struct Stream<'s, 'c, 'd> {
+    tls: Option<&'s mut TlsStream>,
+    conn: &'c mut Conn<'d>,
+}
+
+impl Stream<'_, '_, '_> {
+    fn now(&self) -> Instant {
+        self.conn.now()
+    }
+
+    fn peer(&self) -> std::net::SocketAddrV4 {
+        self.conn.peer()
+    }
+
+    /// Request bytes that have arrived (decrypted, for TLS).
+    fn readable(&mut self) -> &[u8] {
+        match self.tls.as_deref_mut() {
+            Some(tls) => {
+                tls.pull(self.conn);
+                tls.readable()
+            }
+            None => self.conn.readable().0,
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        match self.tls.as_deref_mut() {
+            Some(tls) => tls.consume(n),
+            None => {
+                self.conn.consume(n);
+            }
+        }
+    }
+
+    fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
+        match self.tls.as_deref_mut() {
+            Some(tls) => Ok(tls.send(self.conn, data)),
+            None => self.conn.send(data),
+        }
+    }
+
+    /// `write` fills room in the send buffer (for TLS, a scratch buffer
+    /// that is then encrypted into it) and says how much it wrote.
+    fn send_with(&mut self, write: impl FnOnce(&mut [u8]) -> usize) -> Result<usize, Error> {
+        match self.tls.as_deref_mut() {
+            Some(tls) => {
+                let room = tls.send_capacity(self.conn).min(SCRATCH);
+                SCRATCH_BUF.with_borrow_mut(|buf| {
+                    buf.resize(SCRATCH, 0);
+                    let n = write(&mut buf[..room]).min(room);
+                    let sent = tls.send(self.conn, &buf[..n]);
+                    debug_assert_eq!(sent, n, "send_capacity promised the room");
+                    Ok(sent)
+                })
+            }
+            None => self.conn.send_with(write),
+        }
+    }
+
+    fn send_capacity(&self) -> usize {
+        match self.tls.as_deref() {
+            Some(tls) => tls.send_capacity(self.conn),
+            None => self.conn.send_capacity(),
+        }
+    }
+
+    /// Ends our side: close_notify first for TLS, then TCP's FIN.
+    fn shutdown_write(&mut self) {
+        match self.tls.as_deref_mut() {
+            Some(tls) => tls.close(self.conn),
+            None => {
+                let _ = self.conn.shutdown_write();
+            }
+        }
+    }
+
+    fn abort(&mut self) {
+        self.conn.abort();
+    }
+}
+
+/// Scratch space for a file read that TLS then encrypts.
+const SCRATCH: usize = 64 * 1024;
+thread_local! {
+    static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One connection's HTTP state.
+pub struct Exchange {
     head: Vec<u8>,
     /// Body bytes of the current request still to skip.
     discard: u64,
@@ -216,7 +385,7 @@ impl HttpServer {
 
     /// The server is done with a connection: it no longer counts against
     /// the limit.
-    fn release(&mut self, state: &mut HttpConn) {
+    fn release(&mut self, state: &mut Exchange) {
         if !state.released {
             state.released = true;
             self.open.fetch_sub(1, Ordering::Relaxed);
@@ -224,11 +393,11 @@ impl HttpServer {
     }
 
     /// Sends our FIN after what is queued and starts the lingering close.
-    fn start_closing(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
+    fn start_closing(&mut self, state: &mut Exchange, conn: &mut Stream<'_, '_, '_>) {
         if state.phase != Phase::Closing {
             state.phase = Phase::Closing;
             state.since = conn.now();
-            let _ = conn.shutdown_write();
+            conn.shutdown_write();
         }
         if state.peer_fin {
             self.release(state);
@@ -237,7 +406,12 @@ impl HttpServer {
 
     /// Queues a response's head (the caller made sure `head_room` is free)
     /// and as much of its body as fits.
-    fn start_response(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>, r: Response<'_>) {
+    fn start_response(
+        &mut self,
+        state: &mut Exchange,
+        conn: &mut Stream<'_, '_, '_>,
+        r: Response<'_>,
+    ) {
         self.counters.by_class[usize::from(r.status / 100).min(5)] += 1;
         r.write_head(self.date.get(), &mut self.scratch);
         debug_assert!(self.scratch.len() <= self.head_room);
@@ -254,7 +428,7 @@ impl HttpServer {
 
     /// Moves the current body into the send buffer; once it is all there,
     /// closes if asked to.
-    fn pump_body(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
+    fn pump_body(&mut self, state: &mut Exchange, conn: &mut Stream<'_, '_, '_>) {
         if let Some((body, at)) = state.body.as_mut() {
             while *at < body.len() {
                 let sent = match body.from(*at) {
@@ -313,12 +487,12 @@ impl HttpServer {
     /// Reads and answers requests while the previous answer is fully
     /// queued and there is room for the next head; closes once the peer
     /// has closed and every complete request was answered.
-    fn serve(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
+    fn serve(&mut self, state: &mut Exchange, conn: &mut Stream<'_, '_, '_>) {
         loop {
             if state.phase == Phase::Closing {
                 // Drain and drop: the peer's FIN ends it.
                 loop {
-                    let (a, _) = conn.readable();
+                    let a = conn.readable();
                     let n = a.len();
                     if n == 0 {
                         break;
@@ -332,7 +506,7 @@ impl HttpServer {
             }
             // Skip the body of the previous request.
             while state.discard > 0 {
-                let (a, _) = conn.readable();
+                let a = conn.readable();
                 let n = (a.len() as u64).min(state.discard) as usize;
                 if n == 0 {
                     break;
@@ -350,7 +524,7 @@ impl HttpServer {
             let cap = self.config.limits.head_bytes + 1;
             loop {
                 let room = cap.saturating_sub(state.head.len());
-                let (a, _) = conn.readable();
+                let a = conn.readable();
                 let n = a.len().min(room);
                 if n == 0 {
                     break;
@@ -474,11 +648,27 @@ impl HttpServer {
         }
         self.swept = now;
         let (header, idle) = (self.config.header_timeout, self.config.idle_timeout);
-        let (mut timed_out, mut answered, mut released) = (0, 0, 0);
+        let handshake = self.config.tls.as_ref().map(|t| t.handshake_timeout);
+        let (mut timed_out, mut answered, mut released, mut slow_handshakes) = (0, 0, 0, 0);
         let date = self.date.get().to_owned();
         let (scratch, head_room) = (&mut self.scratch, self.head_room);
-        core.for_each(|state, conn| {
+        core.for_each(|both, conn| {
+            let HttpConn { x: state, tls } = both;
             let waited = now.saturating_duration_since(state.since);
+            if let (Some(tls), Some(limit)) = (tls.as_deref_mut(), handshake) {
+                if tls.is_handshaking() && tls.failed().is_none() && waited >= limit {
+                    // A client that cannot finish a handshake in time holds
+                    // no connection longer (RFC 8446 leaves it to us).
+                    tls.time_out();
+                    slow_handshakes += 1;
+                    conn.abort();
+                    return;
+                }
+            }
+            let mut conn = Stream {
+                tls: tls.as_deref_mut(),
+                conn,
+            };
             let expired = match state.phase {
                 Phase::Closing => waited >= LINGER,
                 Phase::Serving if state.body.is_some() => waited >= SEND_TIMEOUT,
@@ -509,12 +699,12 @@ impl HttpServer {
                 }
                 state.phase = Phase::Closing;
                 state.since = now;
-                let _ = conn.shutdown_write();
-            } else if !state.mid_request && conn.readable().0.is_empty() && waited >= idle {
+                conn.shutdown_write();
+            } else if !state.mid_request && conn.readable().is_empty() && waited >= idle {
                 timed_out += 1;
                 state.phase = Phase::Closing;
                 state.since = now;
-                let _ = conn.shutdown_write();
+                conn.shutdown_write();
                 if state.peer_fin && !state.released {
                     state.released = true;
                     released += 1;
@@ -522,7 +712,10 @@ impl HttpServer {
             }
         });
         self.open.fetch_sub(released, Ordering::Relaxed);
-        self.counters.timeouts += timed_out;
+        self.counters.timeouts += timed_out + slow_handshakes;
+        for _ in 0..slow_handshakes {
+            self.counters.tls_failed(TlsFailure::Timeout);
+        }
         self.counters.by_class[4] += answered;
         self.metrics.publish_http(self.core, &self.counters);
         if let Some(log) = self.access_log.as_mut() {
@@ -531,12 +724,57 @@ impl HttpServer {
     }
 }
 
+impl HttpServer {
+    /// After TLS has read what arrived: counts a handshake that just
+    /// finished or a failure, and turns the peer's close_notify or a failed
+    /// session into the end of the exchange.
+    fn after_tls(&mut self, state: &mut Exchange, tls: &mut TlsStream) {
+        if let Some(n) = tls.take_established() {
+            self.counters.handshake(n);
+        }
+        if let Some(why) = tls.failed() {
+            if state.phase != Phase::Closing {
+                self.counters.tls_failed(why);
+                tracing::debug!(reason = why.name(), "TLS failed");
+                state.phase = Phase::Closing;
+                state.since = self.swept.max(state.since);
+                state.peer_fin = true;
+                self.release(state);
+            }
+        } else if tls.at_eof() {
+            state.peer_fin = true;
+        }
+    }
+
+    /// Handles new input on a connection, TLS first where there is TLS.
+    fn on_input(&mut self, both: &mut HttpConn, conn: &mut Conn<'_>) {
+        let HttpConn { x: state, tls } = both;
+        if let Some(tls) = tls.as_deref_mut() {
+            tls.pull(conn);
+            self.after_tls(state, tls);
+            if tls.failed().is_some() {
+                return;
+            }
+        }
+        let peer_fin = state.peer_fin;
+        let mut stream = Stream {
+            tls: tls.as_deref_mut(),
+            conn,
+        };
+        self.serve(state, &mut stream);
+        if peer_fin && state.phase == Phase::Closing {
+            self.release(state);
+        }
+    }
+}
+
 impl Handler for HttpServer {
     type Conn = HttpConn;
 
     fn start(&mut self, core: &mut Core<'_, HttpConn>) {
-        for &port in &self.config.ports {
-            if let Err(e) = core.listen(port) {
+        let tls_ports = self.config.tls.as_ref().map(|t| t.ports.clone());
+        for port in self.config.ports.iter().chain(tls_ports.iter().flatten()) {
+            if let Err(e) = core.listen(*port) {
                 tracing::error!("cannot listen on port {port}: {e}");
             }
         }
@@ -545,7 +783,7 @@ impl Handler for HttpServer {
 
     fn accepted(&mut self, conn: &mut Conn<'_>) -> HttpConn {
         conn.set_nagle(false);
-        let mut state = HttpConn {
+        let mut state = Exchange {
             head: self.pool.pop().unwrap_or_default(),
             discard: 0,
             body: None,
@@ -557,40 +795,93 @@ impl Handler for HttpServer {
             released: false,
         };
         state.head.clear();
-        if self.open.fetch_add(1, Ordering::Relaxed) >= self.config.max_connections {
-            // Over the limit: a clean 503 rather than a silent drop.
+        let port = conn.local().port();
+        let tls = match &self.config.tls {
+            Some(t) if t.ports.contains(&port) => match TlsStream::new(&t.config) {
+                Ok(tls) => Some(Box::new(tls)),
+                Err(e) => {
+                    tracing::error!("TLS session: {e}");
+                    conn.abort();
+                    None
+                }
+            },
+            _ => None,
+        };
+        let over = self.open.fetch_add(1, Ordering::Relaxed) >= self.config.max_connections;
+        if over {
             self.counters.refused += 1;
-            let r = Response {
-                close: true,
-                retry_after: true,
-                ..Response::short(503)
-            };
-            self.start_response(&mut state, conn, r);
         } else {
             self.counters.accepted += 1;
         }
-        state
+        let mut both = HttpConn { x: state, tls };
+        if over {
+            let HttpConn { x: state, tls } = &mut both;
+            let mut stream = Stream {
+                tls: tls.as_deref_mut(),
+                conn,
+            };
+            if stream.tls.is_some() {
+                // No handshake for a connection we will not serve: its
+                // FIN now (a 503 would wait for a whole handshake).
+                state.phase = Phase::Closing;
+                let _ = stream.conn.shutdown_write();
+            } else {
+                // Over the limit: a clean 503 rather than a silent drop.
+                let r = Response {
+                    close: true,
+                    retry_after: true,
+                    ..Response::short(503)
+                };
+                self.start_response(state, &mut stream, r);
+            }
+        }
+        both
     }
 
     fn readable(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
-        self.serve(state, conn);
+        self.on_input(state, conn);
     }
 
-    fn writable(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
-        self.pump_body(state, conn);
-        self.serve(state, conn);
+    fn writable(&mut self, both: &mut HttpConn, conn: &mut Conn<'_>) {
+        let HttpConn { x: state, tls } = both;
+        if let Some(tls) = tls.as_deref_mut() {
+            // Records that did not fit before go first.
+            tls.flush(conn);
+            if tls.backlogged() {
+                return;
+            }
+        }
+        let mut stream = Stream {
+            tls: tls.as_deref_mut(),
+            conn,
+        };
+        self.pump_body(state, &mut stream);
+        self.serve(state, &mut stream);
     }
 
-    fn peer_closed(&mut self, state: &mut HttpConn, conn: &mut Conn<'_>) {
+    fn peer_closed(&mut self, both: &mut HttpConn, conn: &mut Conn<'_>) {
+        if let Some(tls) = both.tls.as_deref() {
+            if tls.is_handshaking() && tls.failed().is_none() && both.x.phase != Phase::Closing {
+                self.counters.tls_failed(TlsFailure::PeerClosed);
+                both.x.phase = Phase::Closing;
+            }
+        }
         // Answer every request that arrived complete, then close.
-        state.peer_fin = true;
-        self.serve(state, conn);
-        if state.phase == Phase::Closing {
-            self.release(state);
+        both.x.peer_fin = true;
+        self.on_input(both, conn);
+        if both.x.phase == Phase::Closing {
+            self.release(&mut both.x);
         }
     }
 
-    fn closed(&mut self, mut state: HttpConn, why: Option<Error>) {
+    fn closed(&mut self, both: HttpConn, why: Option<Error>) {
+        let HttpConn { x: mut state, tls } = both;
+        if let Some(tls) = tls {
+            if tls.is_handshaking() && tls.failed().is_none() && state.phase != Phase::Closing {
+                // Reset (or timed out by TCP) in the middle of a handshake.
+                self.counters.tls_failed(TlsFailure::PeerClosed);
+            }
+        }
         self.release(&mut state);
         if why.is_some() {
             self.counters.resets += 1;
@@ -612,11 +903,16 @@ impl Handler for HttpServer {
         // their current response (the runtime's grace period bounds it).
         self.stopping = true;
         core.unlisten_all();
-        core.for_each(|state, conn| {
+        core.for_each(|both, conn| {
+            let HttpConn { x: state, tls } = both;
             if state.body.is_none() && !state.mid_request && state.phase != Phase::Closing {
                 state.phase = Phase::Closing;
                 state.since = conn.now();
-                let _ = conn.shutdown_write();
+                Stream {
+                    tls: tls.as_deref_mut(),
+                    conn,
+                }
+                .shutdown_write();
             } else {
                 state.close_after = true;
             }
