@@ -105,6 +105,22 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub tls_handshake_timeout: u64,
 
+    /// Answer /.well-known/acme-challenge/* on the plain ports from
+    /// DIR/.well-known/acme-challenge/, read at request time, so that
+    /// `certbot certonly --webroot -w DIR -d NAME` works while bypass
+    /// keeps port 80.
+    #[arg(long, value_name = "DIR")]
+    pub acme_webroot: Option<std::path::PathBuf>,
+
+    /// Answer plain-HTTP requests with a 308 to the same URL on HTTPS
+    /// (the ACME challenge path excepted).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false, hide_possible_values = true, hide_default_value = true)]
+    pub redirect_https: bool,
+
+    /// Add Strict-Transport-Security: max-age=SECONDS to HTTPS responses.
+    #[arg(long, value_name = "SECONDS")]
+    pub hsts: Option<u64>,
+
     /// Connections served at once, all cores together; beyond it new
     /// connections are answered 503 (with Retry-After) and closed.
     #[arg(long, value_name = "N", default_value_t = 16_384)]

@@ -64,6 +64,9 @@ struct ConfigFile {
     server_name: Option<OneOrMany<String>>,
     state_dir: Option<PathBuf>,
     tls_handshake_timeout: Option<u64>,
+    acme_webroot: Option<PathBuf>,
+    redirect_https: Option<bool>,
+    hsts: Option<u64>,
     max_connections: Option<usize>,
     header_timeout: Option<u64>,
     idle_timeout: Option<u64>,
@@ -139,6 +142,8 @@ fn merge(
         v.into_vec()
     ));
     take!(tls_handshake_timeout);
+    take!(redirect_https);
+    take!(hsts, hsts, |v| Ok(Some(v)));
     take!(max_connections);
     take!(header_timeout);
     take!(idle_timeout);
@@ -173,6 +178,12 @@ fn merge(
     }
     if let Some(log) = file.access_log.filter(|_| !on_command_line("access_log")) {
         args.access_log = Some(base.join(log));
+    }
+    if let Some(dir) = file
+        .acme_webroot
+        .filter(|_| !on_command_line("acme_webroot"))
+    {
+        args.acme_webroot = Some(base.join(dir));
     }
     if let Some(dir) = file.state_dir.filter(|_| !on_command_line("state_dir")) {
         args.state_dir = base.join(dir);

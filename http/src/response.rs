@@ -25,6 +25,7 @@ pub fn reason(status: u16) -> &'static str {
         200 => "OK",
         206 => "Partial Content",
         301 => "Moved Permanently",
+        308 => "Permanent Redirect",
         304 => "Not Modified",
         400 => "Bad Request",
         404 => "Not Found",
@@ -125,6 +126,8 @@ pub struct Response<'a> {
     /// `Connection: keep-alive`, which an HTTP/1.0 client needs to hear to
     /// keep the connection (RFC 9112 §9.3 and its Appendix C.2.2).
     pub keep_alive: bool,
+    /// `Strict-Transport-Security: max-age=N` (RFC 6797), HTTPS only.
+    pub hsts: Option<u64>,
     pub body: Body,
     /// Whether the body is sent (not for HEAD, 304).
     pub send_body: bool,
@@ -140,6 +143,7 @@ impl<'a> Response<'a> {
             etag_suffix: None,
             last_modified: None,
             location: None,
+            hsts: None,
             content_range: None,
             unsatisfied_range: None,
             content_encoding: None,
@@ -159,6 +163,7 @@ impl<'a> Response<'a> {
     pub fn short(status: u16) -> Self {
         let body: &'static [u8] = match status {
             301 => b"301 Moved Permanently\n",
+            308 => b"308 Permanent Redirect\n",
             400 => b"400 Bad Request\n",
             404 => b"404 Not Found\n",
             405 => b"405 Method Not Allowed\n",
@@ -222,6 +227,9 @@ impl<'a> Response<'a> {
         }
         if let Some(l) = &self.location {
             let _ = write!(out, "Location: {l}\r\n");
+        }
+        if let Some(age) = self.hsts {
+            let _ = write!(out, "Strict-Transport-Security: max-age={age}\r\n");
         }
         if let Some((first, last, total)) = self.content_range {
             let _ = write!(out, "Content-Range: bytes {first}-{last}/{total}\r\n");

@@ -34,6 +34,9 @@ use crate::{
 /// self-signed one for --server-name and the address.
 fn tls_settings(args: &ServeArgs, addr: std::net::Ipv4Addr) -> anyhow::Result<Option<TlsSettings>> {
     if args.tls_ports.is_empty() {
+        if args.redirect_https || args.hsts.is_some() {
+            anyhow::bail!("--redirect-https and --hsts need a --tls-port");
+        }
         if !args.certs.is_empty() {
             tracing::warn!("--cert given but no --tls-port: HTTPS is not served");
         }
@@ -76,6 +79,8 @@ fn tls_settings(args: &ServeArgs, addr: std::net::Ipv4Addr) -> anyhow::Result<Op
         ports: args.tls_ports.clone(),
         config,
         handshake_timeout: Duration::from_secs(args.tls_handshake_timeout.max(1)),
+        redirect: args.redirect_https,
+        hsts: args.hsts,
     }))
 }
 
@@ -139,6 +144,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         max_connections: args.max_connections,
         header_timeout: Duration::from_secs(args.header_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
+        acme_webroot: args.acme_webroot.clone(),
         tls: tls_settings(args, addr)?,
     });
     let tcp = TcpSetup::new(

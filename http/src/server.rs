@@ -50,6 +50,9 @@ pub struct HttpConfig {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// `--acme-webroot`: challenge files are read from here at request
+    /// time (certbot writes each just before the CA asks for it).
+    pub acme_webroot: Option<std::path::PathBuf>,
     /// HTTPS: the ports, the shared rustls configuration, and how long a
     /// handshake may take.
     pub tls: Option<TlsSettings>,
@@ -61,7 +64,15 @@ pub struct TlsSettings {
     pub ports: Vec<u16>,
     pub config: Arc<ServerConfig>,
     pub handshake_timeout: Duration,
+    /// `--redirect-https`: plain requests get a 308 to HTTPS (but the ACME
+    /// challenge path).
+    pub redirect: bool,
+    /// `--hsts SECONDS`.
+    pub hsts: Option<u64>,
 }
+
+/// Where ACME http-01 challenges are (RFC 8555 §8.3).
+const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
 /// What a core counted, for the exit report and the stats line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -271,6 +282,29 @@ impl Stream<'_, '_, '_> {
     }
 }
 
+/// An ACME http-01 token file, read now (it may have been written a moment
+/// ago): 200 with its bytes, or 404. Tokens are base64url (RFC 8555 §8.3),
+/// so nothing else can name a file.
+fn acme_token(root: &std::path::Path, token: &str) -> Response<'static> {
+    let valid = !token.is_empty()
+        && token.len() <= 256
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Response::short(404);
+    }
+    let path = root.join(".well-known/acme-challenge").join(token);
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() <= 4096 => response::text(
+            200,
+            "application/octet-stream",
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ),
+        _ => Response::short(404),
+    }
+}
+
 /// Scratch space for a file read that TLS then encrypts.
 const SCRATCH: usize = 64 * 1024;
 thread_local! {
@@ -410,8 +444,11 @@ impl HttpServer {
         &mut self,
         state: &mut Exchange,
         conn: &mut Stream<'_, '_, '_>,
-        r: Response<'_>,
+        mut r: Response<'_>,
     ) {
+        if conn.tls.is_some() {
+            r.hsts = self.config.tls.as_ref().and_then(|t| t.hsts);
+        }
         self.counters.by_class[usize::from(r.status / 100).min(5)] += 1;
         r.write_head(self.date.get(), &mut self.scratch);
         debug_assert!(self.scratch.len() <= self.head_room);
@@ -583,6 +620,9 @@ impl HttpServer {
                             &req,
                             response::text(200, "text/plain; version=0.0.4; charset=utf-8", page),
                         )
+                    } else if conn.tls.is_none() {
+                        self.plain_special(&req)
+                            .unwrap_or_else(|| response::respond(&req, &site))
                     } else {
                         response::respond(&req, &site)
                     };
@@ -635,6 +675,43 @@ impl HttpServer {
                 }
             }
         }
+    }
+
+    /// What the plain ports answer before the site: ACME http-01 tokens
+    /// from `--acme-webroot`, and with `--redirect-https` a 308 to the same
+    /// URL on HTTPS for everything else.
+    fn plain_special(&self, req: &request::Request<'_>) -> Option<Response<'static>> {
+        let target = req.target;
+        if let Some(token) = target.strip_prefix(ACME_CHALLENGE) {
+            if let Some(root) = &self.config.acme_webroot {
+                return Some(response::finish(req, acme_token(root, token)));
+            }
+            return None;
+        }
+        let tls = self.config.tls.as_ref().filter(|t| t.redirect)?;
+        if req.method == Method::NotAllowed {
+            return None;
+        }
+        let host = req.host.filter(|h| !h.is_empty())?;
+        // The host without its port (a bracketed IPv6 literal keeps its
+        // brackets), then the HTTPS port unless it is the default.
+        let name = match host.rfind(':') {
+            Some(i) if !host[i..].contains(']') => &host[..i],
+            _ => host,
+        };
+        let port = tls.ports.first().copied().unwrap_or(443);
+        let location = if port == 443 {
+            format!("https://{name}{target}")
+        } else {
+            format!("https://{name}:{port}{target}")
+        };
+        Some(response::finish(
+            req,
+            Response {
+                location: Some(location),
+                ..Response::short(308)
+            },
+        ))
     }
 
     /// Ends connections past a timeout: 408 for a head not finished in

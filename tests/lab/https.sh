@@ -96,6 +96,26 @@ if start_server "$LOG2" --iface bpx0 --ip 10.99.0.1 --root "$SITE" --tls-port 44
 check "the same certificate after a restart" test "$(grep -o 'SHA-256 [0-9A-F:]*' "$LOG2" | head -1)" = "$fp1"
 stop_server
 
+echo "== https: --redirect-https, --hsts and --acme-webroot"
+WEBROOT="$ARTIFACTS/https-webroot"
+rm -rf "$WEBROOT" && mkdir -p "$WEBROOT/.well-known/acme-challenge"
+LOG3="$ARTIFACTS/https-redirect.log"
+if start_server "$LOG3" --iface bpx0 --ip 10.99.0.1 --root "$SITE" --tls-port 443 --server-name localhost --state-dir "$STATE" \
+  --redirect-https --hsts 31536000 --acme-webroot "$WEBROOT"; then pass "server starts"; else fail "server starts" "$(cat "$LOG3")"; fi
+h=$(cli curl -sS --max-time 5 -o /dev/null -D - "http://10.99.0.1/style.css?v=1")
+check "plain HTTP: 308 to the same URL on HTTPS" bash -c "grep -q '^HTTP/1.1 308' <<<\"\$1\" && grep -qi '^location: https://10.99.0.1/style.css?v=1' <<<\"\$1\"" _ "$h"
+h=$(cli curl -sS --max-time 5 -o /dev/null -D - -H "Host: www.example.test:80" http://10.99.0.1/a/b)
+check "  ... to the Host's name, without its port" grep -qi '^location: https://www.example.test/a/b' <<<"$h"
+# certbot's webroot plugin writes the token file, then the CA fetches it.
+echo "token-content.key-thumbprint" >"$WEBROOT/.well-known/acme-challenge/Tok_en-123"
+check "an ACME token is served from the webroot, not redirected" bash -c "test \"\$('$LAB' exec cli curl -sS --max-time 5 http://10.99.0.1/.well-known/acme-challenge/Tok_en-123)\" = token-content.key-thumbprint"
+check "an unknown token is 404" bash -c "test \"\$('$LAB' exec cli curl -s -o /dev/null -w '%{http_code}' http://10.99.0.1/.well-known/acme-challenge/nope)\" = 404"
+check "a token that is not base64url is 404" bash -c "test \"\$('$LAB' exec cli curl -s --path-as-is -o /dev/null -w '%{http_code}' 'http://10.99.0.1/.well-known/acme-challenge/..%2f..%2fetc')\" = 404"
+h=$(cli curl -sSk --max-time 5 -o /dev/null -D - https://10.99.0.1/)
+check "HTTPS responses carry Strict-Transport-Security" grep -qi '^strict-transport-security: max-age=31536000' <<<"$h"
+stop_server
+check "server exits 0" test "$SERVER_RC" = 0
+
 echo "== https: bad certificate files are one-line errors"
 bad() { # NAME EXPECTED ARGS...
   local name=$1 want=$2 out
