@@ -25,7 +25,7 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(after_help = "Examples:\n  \
     bypass serve --iface bpx0 --ip 10.99.0.1                 # own 10.99.0.1 (no kernel address for it)\n  \
     bypass serve --iface eth0 --ip 203.0.113.7 --shared-ip   # share the host's address; SSH stays with the kernel\n  \

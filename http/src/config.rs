@@ -103,6 +103,21 @@ pub fn apply(args: &mut ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     .with_context(|| format!("config {}", path.display()))
 }
 
+/// The `serve` flags as at start, for a reload: the command line parsed
+/// again and `--config` read anew.
+pub fn reload_args() -> anyhow::Result<ServeArgs> {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = cli::Cli::command()
+        .try_get_matches_from(std::env::args_os())
+        .map_err(|e| anyhow!("{e}"))?;
+    let cli = cli::Cli::from_arg_matches(&matches).map_err(|e| anyhow!("{e}"))?;
+    let cli::Command::Serve(mut args) = cli.command;
+    if let Some(sub) = matches.subcommand_matches("serve") {
+        apply(&mut args, sub)?;
+    }
+    Ok(args)
+}
+
 /// `apply` without the file system: `on_command_line(id)` says whether the
 /// flag with clap id `id` (the field's name) was given.
 fn merge(

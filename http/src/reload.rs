@@ -27,27 +27,33 @@ use std::{
 
 use crate::site::Site;
 
-/// The current site, shared by the watcher and the cores.
-pub struct SharedSite {
-    current: Mutex<Arc<Site>>,
-    /// Bumped after each new site is stored.
+/// A value the control threads replace and the cores pick up between
+/// events: the site, and the settings a SIGHUP reloads.
+pub struct Published<T> {
+    current: Mutex<Arc<T>>,
+    /// Bumped after each new value is stored.
     generation: AtomicU64,
 }
 
-impl SharedSite {
-    pub fn new(site: Site) -> Arc<SharedSite> {
-        Arc::new(SharedSite {
-            current: Mutex::new(Arc::new(site)),
+/// The current site, shared by the watcher and the cores.
+pub type SharedSite = Published<Site>;
+/// A core's view of the site.
+pub type SiteHandle = Snapshot<Site>;
+
+impl<T> Published<T> {
+    pub fn new(value: T) -> Arc<Published<T>> {
+        Arc::new(Published {
+            current: Mutex::new(Arc::new(value)),
             generation: AtomicU64::new(0),
         })
     }
 
-    /// Replaces the site; cores switch on their next pass.
-    pub fn publish(&self, site: Site) {
-        let site = Arc::new(site);
+    /// Replaces the value; cores switch on their next pass.
+    pub fn publish(&self, value: T) {
+        let value = Arc::new(value);
         // A poisoned lock only means a core panicked mid-clone; the Arc
         // inside is whole.
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = site;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = value;
         self.generation.fetch_add(1, Ordering::Release);
     }
 
@@ -55,7 +61,7 @@ impl SharedSite {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub fn current(&self) -> Arc<Site> {
+    pub fn current(&self) -> Arc<T> {
         self.current
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -63,33 +69,37 @@ impl SharedSite {
     }
 }
 
-/// A core's view: the site it serves from, and which generation that is.
-pub struct SiteHandle {
-    shared: Arc<SharedSite>,
-    site: Arc<Site>,
+/// A core's view: the value it works with, and which generation that is.
+pub struct Snapshot<T> {
+    shared: Arc<Published<T>>,
+    value: Arc<T>,
     seen: u64,
 }
 
-impl SiteHandle {
-    pub fn new(shared: Arc<SharedSite>) -> SiteHandle {
+impl<T> Snapshot<T> {
+    pub fn new(shared: Arc<Published<T>>) -> Snapshot<T> {
         let seen = shared.generation();
-        let site = shared.current();
-        SiteHandle { shared, site, seen }
+        let value = shared.current();
+        Snapshot {
+            shared,
+            value,
+            seen,
+        }
     }
 
-    /// The site to answer from.
-    pub fn site(&self) -> &Arc<Site> {
-        &self.site
+    /// The value to work with.
+    pub fn get(&self) -> &Arc<T> {
+        &self.value
     }
 
-    /// Switches to a newer site if one was published: one atomic load when
-    /// there is none. True when it switched.
+    /// Switches to a newer value if one was published: one atomic load
+    /// when there is none. True when it switched.
     pub fn refresh(&mut self) -> bool {
         let generation = self.shared.generation();
         if generation == self.seen {
             return false;
         }
-        self.site = self.shared.current();
+        self.value = self.shared.current();
         self.seen = generation;
         true
     }
@@ -236,12 +246,12 @@ mod tests {
             "loaded: nothing more to do"
         );
 
-        assert_eq!(body(core.site(), "/").as_deref(), Some(&b"one"[..]));
+        assert_eq!(body(core.get(), "/").as_deref(), Some(&b"one"[..]));
         assert!(core.refresh());
         assert!(!core.refresh(), "one switch per publish");
-        assert_eq!(body(core.site(), "/").as_deref(), Some(&b"two, longer"[..]));
+        assert_eq!(body(core.get(), "/").as_deref(), Some(&b"two, longer"[..]));
         assert_eq!(
-            body(core.site(), "/new/page.html").as_deref(),
+            body(core.get(), "/new/page.html").as_deref(),
             Some(&b"new"[..])
         );
 
@@ -253,9 +263,9 @@ mod tests {
                 .expect("a removal is a change"),
         );
         core.refresh();
-        assert!(body(core.site(), "/new/page.html").is_none());
+        assert!(body(core.get(), "/new/page.html").is_none());
         assert!(
-            matches!(core.site().lookup("/new"), Lookup::Redirect(_)),
+            matches!(core.get().lookup("/new"), Lookup::Redirect(_)),
             "the directory stays"
         );
     }

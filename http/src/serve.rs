@@ -23,6 +23,7 @@ use bypass_stack::{
 use crate::{
     cli::ServeArgs,
     metrics::Metrics,
+    reload::Published,
     reload::{self, SharedSite},
     request::Limits,
     server::{HttpConfig, HttpCounters, HttpServer, Shared, TlsSettings},
@@ -32,7 +33,13 @@ use crate::{
 
 /// HTTPS, when there are --tls-ports: the given certificates, or a
 /// self-signed one for --server-name and the address.
-fn tls_settings(args: &ServeArgs, addr: std::net::Ipv4Addr) -> anyhow::Result<Option<TlsSettings>> {
+/// `previous`: the running HTTPS settings on a reload, whose ticket keys
+/// and session cache carry over (resumption survives a reload).
+fn tls_settings(
+    args: &ServeArgs,
+    addr: std::net::Ipv4Addr,
+    previous: Option<&TlsSettings>,
+) -> anyhow::Result<Option<TlsSettings>> {
     if args.tls_ports.is_empty() {
         if args.redirect_https || args.hsts.is_some() {
             anyhow::bail!("--redirect-https and --hsts need a --tls-port");
@@ -74,7 +81,12 @@ fn tls_settings(args: &ServeArgs, addr: std::net::Ipv4Addr) -> anyhow::Result<Op
         );
         identities.push(id);
     }
-    let config = tls::server_config(Arc::new(Certificates { identities }))?;
+    let mut config = tls::server_config(Arc::new(Certificates { identities }))?;
+    if let Some(old) = previous {
+        let c = Arc::make_mut(&mut config);
+        c.ticketer = old.config.ticketer.clone();
+        c.session_storage = old.config.session_storage.clone();
+    }
     Ok(Some(TlsSettings {
         ports: args.tls_ports.clone(),
         config,
@@ -82,6 +94,67 @@ fn tls_settings(args: &ServeArgs, addr: std::net::Ipv4Addr) -> anyhow::Result<Op
         redirect: args.redirect_https,
         hsts: args.hsts,
     }))
+}
+
+/// The HTTP settings every core shares, from the flags (and on a reload,
+/// keeping what must carry over from `previous`).
+fn http_config(
+    args: &ServeArgs,
+    addr: std::net::Ipv4Addr,
+    previous: Option<&HttpConfig>,
+) -> anyhow::Result<HttpConfig> {
+    crate::config::check_limits(args)?;
+    Ok(HttpConfig {
+        ports: args.ports.clone(),
+        limits: Limits {
+            request_line: args.max_request_line as usize,
+            header_count: usize::from(args.max_header_fields),
+            head_bytes: args.max_head as usize,
+            body_bytes: args.max_body,
+        },
+        max_connections: args.max_connections,
+        header_timeout: Duration::from_secs(args.header_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        acme_webroot: args.acme_webroot.clone(),
+        tls: tls_settings(args, addr, previous.and_then(|p| p.tls.as_ref()))?,
+    })
+}
+
+/// What a reload cannot change while running (the interface, the address,
+/// the queues, the ports the XDP program steers...): the names of the
+/// settings that differ, for the log.
+fn needs_restart(old: &ServeArgs, new: &ServeArgs) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    macro_rules! compare {
+        ($($field:ident => $name:literal),* $(,)?) => {
+            $(if old.$field != new.$field { changed.push($name); })*
+        };
+    }
+    compare!(
+        iface => "iface", ip => "ip", gateway => "gateway", queues => "queues",
+        cores => "cores", root => "root", ports => "port", tls_ports => "tls-port",
+        metrics_path => "metrics-path", metrics_allow => "metrics-allow",
+        access_log => "access-log", stats_interval => "stats-interval",
+        reload_interval => "reload-interval", max_cached_file => "max-cached-file",
+        busy_poll => "busy-poll", shared_ip => "shared-ip", zero_copy => "zero-copy",
+        generic_xdp => "generic-xdp", umem_frames => "umem-frames", frame_size => "frame-size",
+    );
+    changed
+}
+
+/// The certificate and key files' stat, to notice certbot renewing them
+/// (following certbot's symlinks: a renewal points them at new files).
+fn cert_stamp(args: &ServeArgs) -> Vec<Option<(u64, i64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    args.certs
+        .iter()
+        .chain(&args.keys)
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.len(), m.mtime(), m.ino()))
+        })
+        .collect()
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
@@ -127,26 +200,18 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let usr1 = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone())
         .context("installing signal handlers")?;
+    // SIGHUP reloads (systemctl reload, certbot's deploy hook), as nginx
+    // users expect; its default action would kill us.
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("installing signal handlers")?;
 
     let site = Site::load(&args.root, args.max_cached_file)?;
     let (files, bytes) = site.stats();
     // What the load saw: a change made during it shows at the first look.
     let fingerprint = site.seen();
     let site = SharedSite::new(site);
-    let http = Arc::new(HttpConfig {
-        ports: args.ports.clone(),
-        limits: Limits {
-            request_line: args.max_request_line as usize,
-            header_count: usize::from(args.max_header_fields),
-            head_bytes: args.max_head as usize,
-            body_bytes: args.max_body,
-        },
-        max_connections: args.max_connections,
-        header_timeout: Duration::from_secs(args.header_timeout),
-        idle_timeout: Duration::from_secs(args.idle_timeout),
-        acme_webroot: args.acme_webroot.clone(),
-        tls: tls_settings(args, addr)?,
-    });
+    let http = Published::new(http_config(args, addr, None)?);
     let tcp = TcpSetup::new(
         TcpConfig {
             nagle: false,
@@ -172,7 +237,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let running = {
         let shared = Shared {
             site: site.clone(),
-            config: http,
+            config: http.clone(),
             open: Arc::new(AtomicUsize::new(0)),
             report: http_report.clone(),
             metrics: metrics.clone(),
@@ -222,8 +287,56 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let stats_every = Duration::from_secs(args.stats_interval);
     let mut last_stats = (std::time::Instant::now(), HttpCounters::default());
+    // What is running now: a reload compares against it and replaces it.
+    let mut current = args.clone();
+    let cert_every = Duration::from_secs(args.reload_interval.max(1));
+    let (mut cert_seen, mut cert_checked) = (cert_stamp(args), std::time::Instant::now());
     while !stop.load(Ordering::Relaxed) && !running.failed() {
         std::thread::sleep(Duration::from_millis(50));
+        if hup.swap(false, Ordering::Relaxed) {
+            tracing::info!("SIGHUP: reloading the configuration, the certificates and the site");
+            match reload_all(&current, addr, &http) {
+                Ok(new) => {
+                    // The site now, from the root that is served.
+                    match Site::load(&current.root, current.max_cached_file) {
+                        Ok(s) => site.publish(s),
+                        Err(e) => tracing::error!(
+                            "SIGHUP: the site did not load, the old one stays: {e:#}"
+                        ),
+                    }
+                    if current.access_log.is_some() {
+                        log_reopen.fetch_add(1, Ordering::Relaxed);
+                    }
+                    cert_seen = cert_stamp(&new);
+                    current = new;
+                }
+                Err(e) => {
+                    tracing::error!("SIGHUP: reload failed, everything stays as it was: {e:#}")
+                }
+            }
+        }
+        if !current.certs.is_empty() && cert_checked.elapsed() >= cert_every {
+            cert_checked = std::time::Instant::now();
+            let stamp = cert_stamp(&current);
+            if stamp != cert_seen {
+                // Give the writer a moment to finish (certbot renames into
+                // place, but a copy by hand may be half-way).
+                std::thread::sleep(Duration::from_millis(200));
+                match http_config(&current, addr, Some(&http.current())) {
+                    Ok(config) => {
+                        http.publish(config);
+                        tracing::info!("certificate files changed on disk: reloaded");
+                        cert_seen = cert_stamp(&current);
+                    }
+                    Err(e) => {
+                        // Not yet whole, or broken: keep serving the old
+                        // ones and look again next time.
+                        tracing::warn!("certificate files changed but do not load yet: {e:#}");
+                        cert_seen = stamp;
+                    }
+                }
+            }
+        }
         if usr1.swap(false, Ordering::Relaxed) {
             if args.access_log.is_some() {
                 log_reopen.fetch_add(1, Ordering::Relaxed);
@@ -278,6 +391,51 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// SIGHUP: the flags again (the command line, and --config read anew),
+/// the settings and certificates built from them and published to the
+/// cores; on any error nothing changes. Returns the new flags.
+fn reload_all(
+    current: &ServeArgs,
+    addr: std::net::Ipv4Addr,
+    http: &Published<HttpConfig>,
+) -> anyhow::Result<ServeArgs> {
+    let new = crate::config::reload_args()?;
+    for name in needs_restart(current, &new) {
+        tracing::warn!("SIGHUP: {name} changed: that takes a restart; still using the old value");
+    }
+    // Everything that needs a restart keeps its running value.
+    let mut applied = new.clone();
+    macro_rules! keep {
+        ($($field:ident),*) => { $(applied.$field = current.$field.clone();)* };
+    }
+    keep!(
+        iface,
+        ip,
+        gateway,
+        queues,
+        cores,
+        root,
+        ports,
+        tls_ports,
+        metrics_path,
+        metrics_allow,
+        access_log,
+        stats_interval,
+        reload_interval,
+        max_cached_file,
+        busy_poll,
+        shared_ip,
+        zero_copy,
+        generic_xdp,
+        umem_frames,
+        frame_size
+    );
+    let config = http_config(&applied, addr, Some(&http.current()))?;
+    http.publish(config);
+    tracing::info!("SIGHUP: settings and certificates reloaded");
+    Ok(applied)
 }
 
 /// The periodic one-line stats log: connections, request rate by class

@@ -34,7 +34,7 @@ use rustls::ServerConfig;
 use crate::{
     access_log::AccessLog,
     metrics::Metrics,
-    reload::{SharedSite, SiteHandle},
+    reload::{Published, SharedSite, SiteHandle, Snapshot},
     request::{self, Limits, Method, Parsed, Version},
     response::{self, Body, DateCache, Response},
     tls::{Negotiated, TlsFailure, TlsStream, SUITES},
@@ -337,7 +337,8 @@ pub struct Exchange {
 pub struct HttpServer {
     /// The site, switched to a reloaded one between events.
     site: SiteHandle,
-    config: Arc<HttpConfig>,
+    /// The settings, switched to reloaded ones (SIGHUP) between events.
+    config: Snapshot<HttpConfig>,
     /// Connections open on every core (touched on accept and close only).
     open: Arc<AtomicUsize>,
     /// Where the counters go when the core stops.
@@ -369,7 +370,7 @@ pub struct HttpServer {
 #[derive(Clone)]
 pub struct Shared {
     pub site: Arc<SharedSite>,
-    pub config: Arc<HttpConfig>,
+    pub config: Arc<Published<HttpConfig>>,
     /// Connections open on every core (touched on accept and close only).
     pub open: Arc<AtomicUsize>,
     /// Where the counters go when a core stops.
@@ -377,6 +378,13 @@ pub struct Shared {
     /// Where the counters are published while running, and the metrics
     /// page.
     pub metrics: Arc<Metrics>,
+}
+
+/// Free send-buffer space needed before a request is answered: room for
+/// any head this server writes (a redirect's Location repeats the target,
+/// up to the request-line limit).
+fn head_room(config: &HttpConfig) -> usize {
+    config.limits.request_line + 2048
 }
 
 /// Head buffers kept for reuse per core.
@@ -398,7 +406,8 @@ impl HttpServer {
             metrics,
         } = shared.clone();
         let site = SiteHandle::new(site);
-        let head_room = config.limits.request_line + 2048;
+        let config = Snapshot::new(config);
+        let head_room = head_room(config.get());
         HttpServer {
             site,
             config,
@@ -447,7 +456,7 @@ impl HttpServer {
         mut r: Response<'_>,
     ) {
         if conn.tls.is_some() {
-            r.hsts = self.config.tls.as_ref().and_then(|t| t.hsts);
+            r.hsts = self.config.get().tls.as_ref().and_then(|t| t.hsts);
         }
         self.counters.by_class[usize::from(r.status / 100).min(5)] += 1;
         r.write_head(self.date.get(), &mut self.scratch);
@@ -558,7 +567,7 @@ impl HttpServer {
                 return;
             }
             // Gather what fits of the next head.
-            let cap = self.config.limits.head_bytes + 1;
+            let cap = self.config.get().limits.head_bytes + 1;
             loop {
                 let room = cap.saturating_sub(state.head.len());
                 let a = conn.readable();
@@ -575,7 +584,7 @@ impl HttpServer {
                 }
                 return;
             }
-            match request::parse(&state.head, &self.config.limits) {
+            match request::parse(&state.head, &self.config.get().limits) {
                 Parsed::Partial => {
                     if !state.mid_request {
                         state.mid_request = true;
@@ -610,7 +619,7 @@ impl HttpServer {
                     let body_len = req.body_len;
                     // The response borrows the site, not the request, so
                     // the head buffer is free to move on.
-                    let site = self.site.site().clone();
+                    let site = self.site.get().clone();
                     let metrics = self.metrics.clone();
                     let mut r = if req.method != Method::NotAllowed
                         && metrics.serves(req.target, *conn.peer().ip())
@@ -683,12 +692,12 @@ impl HttpServer {
     fn plain_special(&self, req: &request::Request<'_>) -> Option<Response<'static>> {
         let target = req.target;
         if let Some(token) = target.strip_prefix(ACME_CHALLENGE) {
-            if let Some(root) = &self.config.acme_webroot {
+            if let Some(root) = &self.config.get().acme_webroot {
                 return Some(response::finish(req, acme_token(root, token)));
             }
             return None;
         }
-        let tls = self.config.tls.as_ref().filter(|t| t.redirect)?;
+        let tls = self.config.get().tls.as_ref().filter(|t| t.redirect)?;
         if req.method == Method::NotAllowed {
             return None;
         }
@@ -724,8 +733,11 @@ impl HttpServer {
             return;
         }
         self.swept = now;
-        let (header, idle) = (self.config.header_timeout, self.config.idle_timeout);
-        let handshake = self.config.tls.as_ref().map(|t| t.handshake_timeout);
+        let (header, idle) = (
+            self.config.get().header_timeout,
+            self.config.get().idle_timeout,
+        );
+        let handshake = self.config.get().tls.as_ref().map(|t| t.handshake_timeout);
         let (mut timed_out, mut answered, mut released, mut slow_handshakes) = (0, 0, 0, 0);
         let date = self.date.get().to_owned();
         let (scratch, head_room) = (&mut self.scratch, self.head_room);
@@ -849,8 +861,14 @@ impl Handler for HttpServer {
     type Conn = HttpConn;
 
     fn start(&mut self, core: &mut Core<'_, HttpConn>) {
-        let tls_ports = self.config.tls.as_ref().map(|t| t.ports.clone());
-        for port in self.config.ports.iter().chain(tls_ports.iter().flatten()) {
+        let tls_ports = self.config.get().tls.as_ref().map(|t| t.ports.clone());
+        for port in self
+            .config
+            .get()
+            .ports
+            .iter()
+            .chain(tls_ports.iter().flatten())
+        {
             if let Err(e) = core.listen(*port) {
                 tracing::error!("cannot listen on port {port}: {e}");
             }
@@ -873,7 +891,7 @@ impl Handler for HttpServer {
         };
         state.head.clear();
         let port = conn.local().port();
-        let tls = match &self.config.tls {
+        let tls = match &self.config.get().tls {
             Some(t) if t.ports.contains(&port) => match TlsStream::new(&t.config) {
                 Ok(tls) => Some(Box::new(tls)),
                 Err(e) => {
@@ -884,7 +902,7 @@ impl Handler for HttpServer {
             },
             _ => None,
         };
-        let over = self.open.fetch_add(1, Ordering::Relaxed) >= self.config.max_connections;
+        let over = self.open.fetch_add(1, Ordering::Relaxed) >= self.config.get().max_connections;
         if over {
             self.counters.refused += 1;
         } else {
@@ -971,6 +989,12 @@ impl Handler for HttpServer {
     fn poll(&mut self, core: &mut Core<'_, HttpConn>) {
         if self.site.refresh() {
             tracing::debug!(core = self.core, "serving the reloaded site");
+        }
+        if self.config.refresh() {
+            // New limits, timeouts, certificates: for requests from now on
+            // (a TLS session keeps the configuration it started with).
+            self.head_room = head_room(self.config.get());
+            tracing::debug!(core = self.core, "using the reloaded settings");
         }
         self.sweep(core);
     }

@@ -116,6 +116,57 @@ check "HTTPS responses carry Strict-Transport-Security" grep -qi '^strict-transp
 stop_server
 check "server exits 0" test "$SERVER_RC" = 0
 
+echo "== https: SIGHUP reloads; certbot renewals are picked up"
+# served_fp: the SHA-256 fingerprint of the certificate a.test gets now.
+served_fp() {
+  cli timeout 10 openssl s_client -connect 10.99.0.1:443 -servername a.test </dev/null 2>/dev/null |
+    openssl x509 -noout -fingerprint -sha256 2>/dev/null | cut -d= -f2
+}
+file_fp() { openssl x509 -in "$1" -noout -fingerprint -sha256 | cut -d= -f2; }
+CONF="$ARTIFACTS/https-bypass.toml"
+printf '%s\n' 'iface = "bpx0"' 'ip = "10.99.0.1"' "root = \"$SITE\"" 'tls-port = 443' \
+  "cert = \"$CERTS/live/a.test/fullchain.pem\"" "key = \"$CERTS/live/a.test/privkey.pem\"" \
+  'reload-interval = 1' >"$CONF"
+LOG4="$ARTIFACTS/https-reload.log"
+if start_server "$LOG4" --config "$CONF"; then pass "server starts from a config file"; else fail "server starts from a config file" "$(cat "$LOG4")"; fi
+v1=$(file_fp "$CERTS/archive/a.test/fullchain1.pem")
+check "serves a.test's first certificate" test "$(served_fp)" = "$v1"
+# A long download on another connection, throttled so it spans the reloads.
+cli curl -sk --limit-rate 20M --max-time 120 -o "$ARTIFACTS/https-during" https://10.99.0.1/big.bin &
+dl=$!
+sleep 1
+# certbot renew: new files in archive/, the live/ symlinks moved to them.
+mkcert a.test "$CERTS/archive/a.test"
+mv "$CERTS/archive/a.test/cert.pem" "$CERTS/archive/a.test/fullchain2.pem"
+mv "$CERTS/archive/a.test/privkey.pem" "$CERTS/archive/a.test/privkey2.pem"
+ln -sfn ../../archive/a.test/fullchain2.pem "$CERTS/live/a.test/fullchain.pem"
+ln -sfn ../../archive/a.test/privkey2.pem "$CERTS/live/a.test/privkey.pem"
+v2=$(file_fp "$CERTS/archive/a.test/fullchain2.pem")
+for _ in $(seq 1 40); do [ "$(served_fp)" = "$v2" ] && break; sleep 0.25; done
+check "a renewal on disk is served without a signal" test "$(served_fp)" = "$v2"
+# SIGHUP after the config changed the certificate.
+sed -i "s|^cert = .*|cert = \"$CERTS/b/cert.pem\"|; s|^key = .*|key = \"$CERTS/b/privkey.pem\"|" "$CONF"
+kill -HUP "$SERVER_PID"
+sleep 1
+check "SIGHUP does not stop the server" kill -0 "$SERVER_PID"
+check "SIGHUP applied the new certificate" test "$(subject_of -servername a.test)" = b.test
+check "  ... and logged it" grep -q "SIGHUP: settings and certificates reloaded" "$LOG4"
+# A broken config: the reload fails, nothing changes.
+echo 'max-head = "lots"' >>"$CONF"
+kill -HUP "$SERVER_PID"
+sleep 1
+check "a bad config on SIGHUP is refused and logged" grep -q "SIGHUP: reload failed, everything stays as it was" "$LOG4"
+check "  ... and the server still serves the same certificate" test "$(subject_of -servername a.test)" = b.test
+sed -i '/^max-head/d; s/^reload-interval = 1/reload-interval = 2/' "$CONF"
+kill -HUP "$SERVER_PID"
+sleep 1
+check "a setting that needs a restart is named" grep -q "reload-interval changed: that takes a restart" "$LOG4"
+wait "$dl"
+check "the download across all of it is byte-exact" test "$(sha256sum "$ARTIFACTS/https-during" | cut -d' ' -f1)" = "$BIG_SHA"
+rm -f "$ARTIFACTS/https-during"
+stop_server
+check "server exits 0" test "$SERVER_RC" = 0
+
 echo "== https: bad certificate files are one-line errors"
 bad() { # NAME EXPECTED ARGS...
   local name=$1 want=$2 out
