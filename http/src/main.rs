@@ -16,6 +16,8 @@ mod serve;
 mod server;
 mod site;
 mod tls;
+#[cfg(test)]
+mod tls_tests;
 
 use clap::{CommandFactory, FromArgMatches};
 
