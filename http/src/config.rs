@@ -47,6 +47,22 @@ enum Cpus {
     List(Vec<usize>),
 }
 
+/// `[tls]` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsTables {
+    #[serde(default)]
+    cert: Vec<CertPair>,
+}
+
+/// One `[[tls.cert]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertPair {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
 /// The file, as written: every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -64,6 +80,8 @@ struct ConfigFile {
     server_name: Option<OneOrMany<String>>,
     state_dir: Option<PathBuf>,
     tls_handshake_timeout: Option<u64>,
+    /// `[[tls.cert]]` tables: `cert = "..."`, `key = "..."` each.
+    tls: Option<TlsTables>,
     acme_webroot: Option<PathBuf>,
     redirect_https: Option<bool>,
     hsts: Option<u64>,
@@ -209,6 +227,16 @@ fn merge(
     if let Some(keys) = file.key.filter(|_| !on_command_line("keys")) {
         args.keys = keys.into_vec().into_iter().map(|p| base.join(p)).collect();
     }
+    // [[tls.cert]] tables add pairs after cert/key lists.
+    if let Some(tables) = file
+        .tls
+        .filter(|_| !on_command_line("certs") && !on_command_line("keys"))
+    {
+        for pair in tables.cert {
+            args.certs.push(base.join(pair.cert));
+            args.keys.push(base.join(pair.key));
+        }
+    }
     check_limits(args)?;
     if args.ports.is_empty() {
         anyhow::bail!("port: at least one port is needed");
@@ -324,6 +352,63 @@ mod tests {
         assert_eq!(args.max_cached_file, 1 << 20);
         assert!(args.busy_poll && args.shared_ip && args.zero_copy && args.generic_xdp);
         assert_eq!((args.umem_frames, args.frame_size), (8192, 4096));
+    }
+
+    #[test]
+    fn tls_keys_and_cert_tables() {
+        let args = serve(
+            &[],
+            r#"
+            iface = "eth0"
+            ip = "203.0.113.7"
+            tls-port = [443, 8443]
+            cert = "/etc/letsencrypt/live/a.example/fullchain.pem"
+            key = "/etc/letsencrypt/live/a.example/privkey.pem"
+            server-name = ["a.example", "b.example"]
+            state-dir = "state"
+            tls-handshake-timeout = 5
+            acme-webroot = "acme"
+            redirect-https = true
+            hsts = 600
+
+            [[tls.cert]]
+            cert = "b/fullchain.pem"
+            key = "b/privkey.pem"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(args.tls_ports, vec![443, 8443]);
+        assert_eq!(
+            args.certs,
+            vec![
+                PathBuf::from("/etc/letsencrypt/live/a.example/fullchain.pem"),
+                PathBuf::from("/etc/bypass/b/fullchain.pem")
+            ],
+            "lists first, then tables, relative to the file"
+        );
+        assert_eq!(args.keys[1], PathBuf::from("/etc/bypass/b/privkey.pem"));
+        assert_eq!(args.server_names, vec!["a.example", "b.example"]);
+        assert_eq!(args.state_dir, PathBuf::from("/etc/bypass/state"));
+        assert_eq!(args.acme_webroot, Some(PathBuf::from("/etc/bypass/acme")));
+        assert_eq!(args.tls_handshake_timeout, 5);
+        assert!(args.redirect_https);
+        assert_eq!(args.hsts, Some(600));
+        // A certificate without its key, or a port both plain and TLS.
+        let err = serve(&[], "iface = \"x\"\nip = \"1.2.3.4\"\ncert = \"a.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs its key"), "{err}");
+        let err = serve(&[], "iface = \"x\"\nip = \"1.2.3.4\"\ntls-port = 80\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("both a plain --port and a --tls-port"),
+            "{err}"
+        );
+        let err = serve(&[], "[[tls.cert]]\ncert = \"a.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key"), "{err}");
     }
 
     #[test]

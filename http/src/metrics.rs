@@ -163,6 +163,10 @@ impl Metrics {
                     (format!("core=\"{core}\",kind=\"resumed\""), c.tls_resumed),
                     (format!("core=\"{core}\",version=\"1.2\""), c.tls12),
                     (format!("core=\"{core}\",version=\"1.3\""), c.tls13),
+                    (
+                        format!("core=\"{core}\",sni=\"unknown\""),
+                        c.tls_unknown_sni,
+                    ),
                 ]
                 .into_iter()
                 .chain(

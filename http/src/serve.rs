@@ -81,7 +81,8 @@ fn tls_settings(
         );
         identities.push(id);
     }
-    let mut config = tls::server_config(Arc::new(Certificates { identities }))?;
+    let certs = Arc::new(Certificates { identities });
+    let mut config = tls::server_config(certs.clone())?;
     if let Some(old) = previous {
         let c = Arc::make_mut(&mut config);
         c.ticketer = old.config.ticketer.clone();
@@ -90,6 +91,7 @@ fn tls_settings(
     Ok(Some(TlsSettings {
         ports: args.tls_ports.clone(),
         config,
+        certs,
         handshake_timeout: Duration::from_secs(args.tls_handshake_timeout.max(1)),
         redirect: args.redirect_https,
         hsts: args.hsts,

@@ -63,6 +63,8 @@ pub struct HttpConfig {
 pub struct TlsSettings {
     pub ports: Vec<u16>,
     pub config: Arc<ServerConfig>,
+    /// The certificates the configuration's resolver chooses from.
+    pub certs: Arc<crate::tls::Certificates>,
     pub handshake_timeout: Duration,
     /// `--redirect-https`: plain requests get a 308 to HTTPS (but the ACME
     /// challenge path).
@@ -91,6 +93,8 @@ pub struct HttpCounters {
     /// Handshakes by version: TLS 1.2, TLS 1.3.
     pub tls12: u64,
     pub tls13: u64,
+    /// Handshakes whose SNI no certificate covers (the default one went).
+    pub tls_unknown_sni: u64,
     /// Handshakes by cipher suite, as [`SUITES`] orders them.
     pub tls_suites: [u64; SUITES.len()],
     /// TLS failures by reason, as [`TlsFailure::ALL`] orders them.
@@ -110,6 +114,9 @@ impl HttpCounters {
             self.tls12 += 1;
         }
         self.tls_suites[n.suite] += 1;
+        if n.unknown_name {
+            self.tls_unknown_sni += 1;
+        }
     }
 
     fn tls_failed(&mut self, why: TlsFailure) {
@@ -131,6 +138,7 @@ impl HttpCounters {
         self.tls_resumed += o.tls_resumed;
         self.tls12 += o.tls12;
         self.tls13 += o.tls13;
+        self.tls_unknown_sni += o.tls_unknown_sni;
         for (a, b) in self.tls_suites.iter_mut().zip(o.tls_suites) {
             *a += b;
         }
@@ -159,11 +167,12 @@ impl std::fmt::Display for HttpCounters {
         if self.tls_full + self.tls_resumed + self.tls_failures.iter().sum::<u64>() > 0 {
             write!(
                 f,
-                " tls_handshakes={} tls_resumed={} tls12={} tls13={}",
+                " tls_handshakes={} tls_resumed={} tls12={} tls13={} tls_unknown_sni={}",
                 self.tls_full + self.tls_resumed,
                 self.tls_resumed,
                 self.tls12,
-                self.tls13
+                self.tls13,
+                self.tls_unknown_sni
             )?;
             for (name, n) in SUITES.iter().zip(self.tls_suites) {
                 if n > 0 {
@@ -818,8 +827,13 @@ impl HttpServer {
     /// finished or a failure, and turns the peer's close_notify or a failed
     /// session into the end of the exchange.
     fn after_tls(&mut self, state: &mut Exchange, tls: &mut TlsStream) {
-        if let Some(n) = tls.take_established() {
-            self.counters.handshake(n);
+        if tls.newly_established() {
+            let config = self.config.get().clone();
+            if let Some(certs) = config.tls.as_ref().map(|t| &t.certs) {
+                if let Some(n) = tls.take_established(certs) {
+                    self.counters.handshake(n);
+                }
+            }
         }
         if let Some(why) = tls.failed() {
             if state.phase != Phase::Closing {

@@ -253,6 +253,13 @@ pub struct Certificates {
     pub identities: Vec<Identity>,
 }
 
+impl Certificates {
+    /// Whether some certificate is valid for `name`.
+    pub fn covers(&self, name: &str) -> bool {
+        self.identities.iter().any(|id| id.serves(name))
+    }
+}
+
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let by_name = hello
@@ -363,6 +370,9 @@ impl TlsFailure {
 pub struct Negotiated {
     pub tls13: bool,
     pub resumed: bool,
+    /// The client asked (SNI) for a name no certificate covers, and got
+    /// the default one.
+    pub unknown_name: bool,
     /// Index into [`SUITES`].
     pub suite: usize,
 }
@@ -429,8 +439,13 @@ impl TlsStream {
         self.eof || self.failed.is_some()
     }
 
+    /// Whether the handshake finished and is not counted yet.
+    pub fn newly_established(&self) -> bool {
+        !self.session.is_handshaking() && self.established.is_none() && self.failed.is_none()
+    }
+
     /// The handshake's outcome, once, when it has just finished.
-    pub fn take_established(&mut self) -> Option<Negotiated> {
+    pub fn take_established(&mut self, certs: &Certificates) -> Option<Negotiated> {
         if self.session.is_handshaking() || self.established.is_some() || self.failed.is_some() {
             return None;
         }
@@ -444,9 +459,14 @@ impl TlsStream {
                 SUITES.iter().position(|&n| n == name)
             })
             .unwrap_or(0);
+        let unknown_name = self
+            .session
+            .server_name()
+            .is_some_and(|name| !certs.covers(name));
         let n = Negotiated {
             tls13,
             resumed,
+            unknown_name,
             suite,
         };
         self.established = Some(n);

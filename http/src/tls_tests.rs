@@ -278,10 +278,10 @@ impl Net {
         std::fs::write(dir.join("index.html"), PAGE).unwrap();
         let state = temp_dir("state");
         let (id, cert_path) = tls::self_signed(&state, &["bypass.test".to_string()]).unwrap();
-        let server_config = tls::server_config(Arc::new(Certificates {
+        let certs = Arc::new(Certificates {
             identities: vec![id],
-        }))
-        .unwrap();
+        });
+        let server_config = tls::server_config(certs.clone()).unwrap();
         let report = Arc::new(Mutex::new(HttpCounters::default()));
         let shared = Shared {
             site: SharedSite::new(Site::load(&dir, 1 << 20).unwrap()),
@@ -300,6 +300,7 @@ impl Net {
                 tls: Some(TlsSettings {
                     ports: vec![443],
                     config: server_config,
+                    certs,
                     handshake_timeout: Duration::from_secs(10),
                     redirect: false,
                     hsts: None,

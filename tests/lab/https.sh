@@ -55,6 +55,7 @@ check "ALPN http/1.1 negotiated" bash -c "'$LAB' exec cli timeout 10 openssl s_c
 check "SNI a.test gets a.test's certificate" test "$(subject_of -servername a.test)" = a.test
 check "SNI b.test gets b.test's certificate" test "$(subject_of -servername b.test)" = b.test
 check "no SNI gets the first (default)" test "$(subject_of -noservername)" = a.test
+check "an unknown SNI gets the default too" test "$(subject_of -servername nobody.test)" = a.test
 
 rm -f "$ARTIFACTS/https-sess"
 ossl -tls1_2 -servername a.test -sess_out "$ARTIFACTS/https-sess" >/dev/null
@@ -78,6 +79,7 @@ check "garbage on the TLS port: closed, others unaffected" bash -c "head -c 300 
 sleep 1.2 # the cores publish their counters once a second
 metrics=$(cli curl -s --max-time 5 http://10.99.0.1/metrics)
 check "metrics: handshakes, resumed ones, versions" bash -c "grep -q 'bypass_tls_handshakes_total{core=\"[01]\",kind=\"resumed\"} [1-9]' <<<\"\$1\" && grep -q 'version=\"1.3\"} [1-9]' <<<\"\$1\" && grep -q 'version=\"1.2\"} [1-9]' <<<\"\$1\"" _ "$metrics"
+check "metrics: handshakes for a name no certificate covers" grep -q 'sni="unknown"} [1-9]' <<<"$metrics"
 check "metrics: failures by reason (plain HTTP, version)" bash -c "grep -q 'reason=\"plain_http\"} [1-9]' <<<\"\$1\" && grep -q 'reason=\"version\"} [1-9]' <<<\"\$1\"" _ "$metrics"
 stop_server
 check "server exits 0" test "$SERVER_RC" = 0
