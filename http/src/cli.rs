@@ -121,6 +121,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS")]
     pub hsts: Option<u64>,
 
+    /// Serve files and directories whose name starts with '.' (`.env`,
+    /// `.git/`); by default they answer 404 as if absent (`/.well-known/`
+    /// is always served).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false, hide_possible_values = true, hide_default_value = true)]
+    pub serve_dotfiles: bool,
+
     /// Connections served at once, all cores together; beyond it new
     /// connections are answered 503 (with Retry-After) and closed.
     #[arg(long, value_name = "N", default_value_t = 16_384)]
@@ -133,6 +139,11 @@ pub struct ServeArgs {
     /// Seconds an idle keep-alive connection is kept open.
     #[arg(long, value_name = "SECS", default_value_t = 75)]
     pub idle_timeout: u64,
+
+    /// Seconds a connection's queued output may make no progress (a client
+    /// that stopped reading) before it is reset, as nginx's send_timeout.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub send_timeout: u64,
 
     /// Longest request line (method, target, version); longer → 414.
     #[arg(long, value_name = "BYTES", default_value_t = 8192, value_parser = parse_head_size)]

@@ -84,10 +84,12 @@ struct ConfigFile {
     tls: Option<TlsTables>,
     acme_webroot: Option<PathBuf>,
     redirect_https: Option<bool>,
+    serve_dotfiles: Option<bool>,
     hsts: Option<u64>,
     max_connections: Option<usize>,
     header_timeout: Option<u64>,
     idle_timeout: Option<u64>,
+    send_timeout: Option<u64>,
     max_request_line: Option<u32>,
     max_header_fields: Option<u16>,
     max_head: Option<u32>,
@@ -176,10 +178,12 @@ fn merge(
     ));
     take!(tls_handshake_timeout);
     take!(redirect_https);
+    take!(serve_dotfiles);
     take!(hsts, hsts, |v| Ok(Some(v)));
     take!(max_connections);
     take!(header_timeout);
     take!(idle_timeout);
+    take!(send_timeout);
     take!(max_request_line, max_request_line, |v: u32| {
         cli::parse_head_size(&v.to_string())
     });
@@ -246,6 +250,18 @@ fn merge(
 
 /// Limits that contradict each other, from flags or file alike.
 pub fn check_limits(args: &ServeArgs) -> anyhow::Result<()> {
+    // A response is started only with room for any head in the send
+    // buffer (a redirect's Location repeats the target): a request line
+    // limit near the buffer's size would mean never answering.
+    let send_buffer = bypass_stack::tcp::config::TcpConfig::default().send_buffer;
+    if args.max_request_line as usize + 2048 > send_buffer / 2 {
+        anyhow::bail!(
+            "max-request-line ({}) must leave room in the {} KiB send buffer: at most {}",
+            args.max_request_line,
+            send_buffer / 1024,
+            send_buffer / 2 - 2048
+        );
+    }
     if args.certs.len() != args.keys.len() {
         anyhow::bail!(
             "{} --cert and {} --key: each certificate needs its key, in the same order",

@@ -261,9 +261,10 @@ impl<'a> Response<'a> {
     }
 }
 
-/// The answer to a parsed request.
-pub fn respond<'a>(req: &Request<'_>, site: &'a Site) -> Response<'a> {
-    finish(req, route(req, site))
+/// The answer to a parsed request; dot-files only when `dotfiles`
+/// (`--serve-dotfiles`).
+pub fn respond_with<'a>(req: &Request<'_>, site: &'a Site, dotfiles: bool) -> Response<'a> {
+    finish(req, route(req, site, dotfiles))
 }
 
 /// A generated text answer (the metrics page).
@@ -292,14 +293,14 @@ pub fn finish<'a>(req: &Request<'_>, mut r: Response<'a>) -> Response<'a> {
     r
 }
 
-fn route<'a>(req: &Request<'_>, site: &'a Site) -> Response<'a> {
+fn route<'a>(req: &Request<'_>, site: &'a Site, dotfiles: bool) -> Response<'a> {
     if req.method == Method::NotAllowed {
         return Response {
             allow: true,
             ..Response::short(405)
         };
     }
-    match site.lookup(req.target) {
+    match site.lookup_with(req.target, dotfiles) {
         Lookup::File(entry) => file(req, entry),
         Lookup::Redirect(location) => Response {
             location: Some(location),

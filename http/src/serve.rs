@@ -117,7 +117,9 @@ fn http_config(
         max_connections: args.max_connections,
         header_timeout: Duration::from_secs(args.header_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
+        send_timeout: Duration::from_secs(args.send_timeout.max(1)),
         acme_webroot: args.acme_webroot.clone(),
+        serve_dotfiles: args.serve_dotfiles,
         tls: tls_settings(args, addr, previous.and_then(|p| p.tls.as_ref()))?,
     })
 }

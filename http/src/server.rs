@@ -50,6 +50,12 @@ pub struct HttpConfig {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A connection whose queued output makes no progress (nothing of it
+    /// acknowledged) for this long is reset: a client that stopped reading.
+    pub send_timeout: Duration,
+    /// `--serve-dotfiles`: serve paths with a segment starting with '.'
+    /// (hidden by default: `.env`, `.git/`).
+    pub serve_dotfiles: bool,
     /// `--acme-webroot`: challenge files are read from here at request
     /// time (certbot writes each just before the CA asks for it).
     pub acme_webroot: Option<std::path::PathBuf>,
@@ -320,6 +326,34 @@ thread_local! {
     static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// How far a head has been looked at, so that a head arriving a byte at a
+/// time costs one look at each byte, not one parse per byte: the parser
+/// runs only when its answer can have changed (the request line ended, a
+/// line ended that may end the head, or a limit was reached).
+#[derive(Debug, Default, Clone, Copy)]
+struct HeadScan {
+    /// Bytes of the head already looked at.
+    scanned: usize,
+    /// A line feed was seen (the request line is complete, or malformed).
+    seen_lf: bool,
+}
+
+impl HeadScan {
+    fn worth_parsing(&mut self, head: &[u8], limits: &Limits) -> bool {
+        let from = self.scanned.min(head.len());
+        // Two bytes back: "\n\r\n" or "\n\n" may straddle the previous look.
+        let window = &head[from.saturating_sub(2)..];
+        self.scanned = head.len();
+        let first_lf = !self.seen_lf && window.contains(&b'\n');
+        self.seen_lf |= first_lf;
+        let blank_line =
+            window.windows(2).any(|w| w == b"\n\n") || window.windows(3).any(|w| w == b"\n\r\n");
+        let over =
+            head.len() >= limits.head_bytes || (!self.seen_lf && head.len() > limits.request_line);
+        first_lf || blank_line || over
+    }
+}
+
 /// One connection's HTTP state.
 pub struct Exchange {
     head: Vec<u8>,
@@ -340,6 +374,10 @@ pub struct Exchange {
     /// No longer counted against `--max-connections` (the server is done
     /// with it; TIME-WAIT or the final handshake may still follow).
     released: bool,
+    scan: HeadScan,
+    /// Output queued and not yet acknowledged, and since when it has been
+    /// that (for the send timeout).
+    out: (usize, Instant),
 }
 
 /// The per-core server.
@@ -400,9 +438,6 @@ fn head_room(config: &HttpConfig) -> usize {
 const POOL: usize = 1024;
 /// How long a lingering close waits for the peer's FIN.
 const LINGER: Duration = Duration::from_secs(30);
-/// How long a response may make no progress (a client that stopped
-/// reading) before the connection is reset.
-const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl HttpServer {
     /// One core's server; `access_log` is this core's own handle.
@@ -593,7 +628,13 @@ impl HttpServer {
                 }
                 return;
             }
-            match request::parse(&state.head, &self.config.get().limits) {
+            let limits = &self.config.get().limits;
+            let parsed = if state.scan.worth_parsing(&state.head, limits) {
+                request::parse(&state.head, limits)
+            } else {
+                Parsed::Partial
+            };
+            match parsed {
                 Parsed::Partial => {
                     if !state.mid_request {
                         state.mid_request = true;
@@ -608,6 +649,7 @@ impl HttpServer {
                 Parsed::Reject(r) => {
                     self.counters.requests += 1;
                     state.head.clear();
+                    state.scan = HeadScan::default();
                     if let Some(log) = self.access_log.as_mut() {
                         let body = Response::rejected(r).body.len();
                         log.record(*conn.peer().ip(), ("-", "", ""), r.status(), body);
@@ -629,6 +671,7 @@ impl HttpServer {
                     // The response borrows the site, not the request, so
                     // the head buffer is free to move on.
                     let site = self.site.get().clone();
+                    let dotfiles = self.config.get().serve_dotfiles;
                     let metrics = self.metrics.clone();
                     let mut r = if req.method != Method::NotAllowed
                         && metrics.serves(req.target, *conn.peer().ip())
@@ -640,9 +683,9 @@ impl HttpServer {
                         )
                     } else if conn.tls.is_none() {
                         self.plain_special(&req)
-                            .unwrap_or_else(|| response::respond(&req, &site))
+                            .unwrap_or_else(|| response::respond_with(&req, &site, dotfiles))
                     } else {
-                        response::respond(&req, &site)
+                        response::respond_with(&req, &site, dotfiles)
                     };
                     // A streamed file is read as the response goes out; one
                     // rewritten on disk since it was loaded (truncated,
@@ -685,6 +728,7 @@ impl HttpServer {
                     // The request is done with; its body may already be in
                     // the head buffer.
                     state.head.drain(..used);
+                    state.scan = HeadScan::default();
                     let buffered = (state.head.len() as u64).min(body_len);
                     state.head.drain(..buffered as usize);
                     state.discard = body_len - buffered;
@@ -734,8 +778,8 @@ impl HttpServer {
 
     /// Ends connections past a timeout: 408 for a head not finished in
     /// `header_timeout`, a close for a keep-alive connection idle for
-    /// `idle_timeout`, a reset for a lingering close past `LINGER` or a
-    /// response stuck for `SEND_TIMEOUT`. Once a second, over the table.
+    /// `idle_timeout`, a reset for a lingering close past `LINGER` or for
+    /// output stuck for `send_timeout`. Once a second, over the table.
     fn sweep(&mut self, core: &mut Core<'_, HttpConn>) {
         let now = core.now();
         if now.saturating_duration_since(self.swept) < Duration::from_secs(1) {
@@ -750,9 +794,22 @@ impl HttpServer {
         let (mut timed_out, mut answered, mut released, mut slow_handshakes) = (0, 0, 0, 0);
         let date = self.date.get().to_owned();
         let (scratch, head_room) = (&mut self.scratch, self.head_room);
+        let send_timeout = self.config.get().send_timeout;
         core.for_each(|both, conn| {
             let HttpConn { x: state, tls } = both;
             let waited = now.saturating_duration_since(state.since);
+            // Output that the peer does not take: any change in what is
+            // queued (acknowledged bytes leave it, new responses join it)
+            // is progress; none for `send_timeout` ends the connection,
+            // whatever the response (a body, pipelined heads, an error).
+            let queued = conn.send_queued();
+            if queued == 0 || queued != state.out.0 {
+                state.out = (queued, now);
+            } else if now.saturating_duration_since(state.out.1) >= send_timeout {
+                timed_out += 1;
+                conn.abort();
+                return;
+            }
             if let (Some(tls), Some(limit)) = (tls.as_deref_mut(), handshake) {
                 if tls.is_handshaking() && tls.failed().is_none() && waited >= limit {
                     // A client that cannot finish a handshake in time holds
@@ -769,7 +826,6 @@ impl HttpServer {
             };
             let expired = match state.phase {
                 Phase::Closing => waited >= LINGER,
-                Phase::Serving if state.body.is_some() => waited >= SEND_TIMEOUT,
                 Phase::Serving => false,
             };
             if expired {
@@ -902,6 +958,8 @@ impl Handler for HttpServer {
             since: conn.now(),
             mid_request: false,
             released: false,
+            scan: HeadScan::default(),
+            out: (0, conn.now()),
         };
         state.head.clear();
         let port = conn.local().port();
@@ -1042,5 +1100,70 @@ impl Drop for HttpServer {
         if let Ok(mut total) = self.report.lock() {
             total.accumulate(&self.counters);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_sent_a_byte_at_a_time_is_parsed_a_few_times_not_per_byte() {
+        let limits = Limits {
+            request_line: 8192,
+            header_count: 100,
+            head_bytes: 16384,
+            body_bytes: 0,
+        };
+        let mut head = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..90 {
+            head.extend_from_slice(format!("X-Field-{i}: {}\r\n", "v".repeat(150)).as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        let mut scan = HeadScan::default();
+        let mut buf = Vec::new();
+        let mut parses = Vec::new();
+        for (i, &b) in head.iter().enumerate() {
+            buf.push(b);
+            if scan.worth_parsing(&buf, &limits) {
+                parses.push(i);
+            }
+        }
+        // Once when the request line ends, once when the head does.
+        assert_eq!(parses, vec![15, head.len() - 1]);
+        assert!(matches!(
+            request::parse(&buf, &limits),
+            Parsed::Complete(..)
+        ));
+    }
+
+    #[test]
+    fn the_scan_still_parses_what_must_be_refused_early() {
+        let limits = Limits {
+            request_line: 64,
+            header_count: 100,
+            head_bytes: 256,
+            body_bytes: 0,
+        };
+        // A bare LF: parsed at once (400), not left to the timeout.
+        let mut scan = HeadScan::default();
+        assert!(scan.worth_parsing(b"GET / HTTP/1.1\nHost: x\n", &limits));
+        // A request line past its limit with no end in sight (414).
+        let mut scan = HeadScan::default();
+        assert!(!scan.worth_parsing(&[b'a'; 64], &limits));
+        assert!(scan.worth_parsing(&[b'a'; 65], &limits));
+        // A head at its limit (431).
+        let mut scan = HeadScan::default();
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        assert!(scan.worth_parsing(&head, &limits));
+        head.resize(255, b'x');
+        assert!(!scan.worth_parsing(&head, &limits));
+        head.push(b'x');
+        assert!(scan.worth_parsing(&head, &limits));
+        // An end of head split across two reads.
+        let mut scan = HeadScan::default();
+        assert!(scan.worth_parsing(b"GET / HTTP/1.1\r\nHost: x\r", &limits));
+        assert!(!scan.worth_parsing(b"GET / HTTP/1.1\r\nHost: x\r\n", &limits));
+        assert!(scan.worth_parsing(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &limits));
     }
 }

@@ -227,9 +227,16 @@ impl Site {
         self.read_errors
     }
 
-    /// What to serve for a request target (origin-form, as on the request
-    /// line: path plus optional `?query`, RFC 9112 §3.2.1).
+    /// [`Site::lookup_with`], dot-files served (tests).
+    #[cfg(test)]
     pub fn lookup(&self, target: &str) -> Lookup<'_> {
+        self.lookup_with(target, true)
+    }
+
+    /// What to serve for a request target (origin-form, as on the request
+    /// line: path plus optional `?query`, RFC 9112 §3.2.1); dot-files
+    /// answer 404 unless `dotfiles` (see [`is_hidden`]).
+    pub fn lookup_with(&self, target: &str, dotfiles: bool) -> Lookup<'_> {
         // Origin-form starts with '/'. Controls and spaces never belong in a
         // request-target (RFC 3986 §2, RFC 9112 §3.2); rejecting them here
         // also keeps them out of any Location we build from the query.
@@ -245,6 +252,9 @@ impl Site {
         // Most targets are plain ("/", "/a/b.css", "/docs/"): their key is
         // the path itself, found without building a string.
         if let Some((key, wants_dir)) = plain_key(raw_path) {
+            if !dotfiles && is_hidden(key) {
+                return Lookup::NotFound;
+            }
             return self.find(key, wants_dir, query);
         }
         let Some(decoded) = percent_decode(raw_path) else {
@@ -253,6 +263,9 @@ impl Site {
         let Some(resolved) = resolve(&decoded) else {
             return Lookup::BadRequest;
         };
+        if !dotfiles && is_hidden(&resolved.key) {
+            return Lookup::NotFound;
+        }
         self.find(&resolved.key, resolved.wants_dir, query)
     }
 
@@ -643,6 +656,19 @@ struct Resolved {
 /// no escapes, no backslash, no empty or dot segments (a trailing '/'
 /// aside). What `resolve(percent_decode(path))` would give, without
 /// allocating; None sends the path the long way.
+/// Whether a key (a path below the root, no leading '/') names a hidden
+/// file or lies in a hidden directory: a segment starting with '.' (`.env`,
+/// `.git/config`, `.htpasswd`), which sites keep beside their pages but
+/// never mean to publish. `.well-known/` (RFC 8615) is public by design;
+/// dot-segments below it are hidden again.
+pub fn is_hidden(key: &str) -> bool {
+    let rest = match key.strip_prefix(".well-known") {
+        Some(r) if r.is_empty() || r.starts_with('/') => r,
+        _ => key,
+    };
+    rest.split('/').any(|segment| segment.starts_with('.'))
+}
+
 fn plain_key(path: &str) -> Option<(&str, bool)> {
     let rest = path.strip_prefix('/')?;
     let (key, wants_dir) = match rest.strip_suffix('/') {
@@ -811,6 +837,52 @@ mod tests {
 
     /// The allocation-free path agrees with decoding and normalizing on
     /// every path it takes, over every short path from a small alphabet.
+    #[test]
+    fn dotfiles_are_hidden_but_well_known_is_not() {
+        for (key, hidden) in [
+            (".env", true),
+            (".git/config", true),
+            ("a/.htpasswd", true),
+            ("a/.b/c.html", true),
+            (".well-known/acme-challenge/tok", false),
+            (".well-known", false),
+            (".well-known/.secret", true),
+            (".well-knownx/a", true),
+            ("a.b/c", false),
+            ("index.html", false),
+            ("", false),
+        ] {
+            assert_eq!(is_hidden(key), hidden, "{key}");
+        }
+        let dir = TempDir::new();
+        dir.write(".env", b"SECRET=1");
+        dir.write(".git/config", b"[core]");
+        dir.write(".well-known/security.txt", b"Contact: x");
+        dir.write("page.html", b"ok");
+        let site = dir.site();
+        for target in [
+            "/.env",
+            "/.git/config",
+            "/%2egit/config",
+            "/a/../.env",
+            "/.git/",
+        ] {
+            assert!(
+                matches!(site.lookup_with(target, false), Lookup::NotFound),
+                "{target}"
+            );
+        }
+        assert!(matches!(site.lookup_with("/.env", true), Lookup::File(_)));
+        assert!(matches!(
+            site.lookup_with("/.well-known/security.txt", false),
+            Lookup::File(_)
+        ));
+        assert!(matches!(
+            site.lookup_with("/page.html", false),
+            Lookup::File(_)
+        ));
+    }
+
     #[test]
     fn the_plain_fast_path_matches_the_full_one() {
         let alphabet = ["a", "b.c", "/", ".", "..", "%2e", "\\", "%41"];

@@ -296,7 +296,9 @@ impl Net {
                 max_connections: 100,
                 header_timeout: Duration::from_secs(60),
                 idle_timeout: Duration::from_secs(75),
+                send_timeout: Duration::from_secs(60),
                 acme_webroot: None,
+                serve_dotfiles: false,
                 tls: Some(TlsSettings {
                     ports: vec![443],
                     config: server_config,

@@ -144,6 +144,12 @@ impl Conn<'_> {
         self.conn.send_capacity()
     }
 
+    /// Bytes sent (queued) and not yet acknowledged by the peer: what a
+    /// client that stopped reading holds up.
+    pub fn send_queued(&self) -> usize {
+        self.conn.send_queued()
+    }
+
     /// CLOSE as RFC 9293 has it: a FIN follows the queued data; reading
     /// goes on until the peer's FIN.
     pub fn shutdown_write(&mut self) -> Result<(), Error> {

@@ -799,6 +799,11 @@ impl Connection {
         self.send_buf.window()
     }
 
+    /// Bytes queued and not yet acknowledged by the peer.
+    pub fn send_queued(&self) -> usize {
+        self.send_buf.len()
+    }
+
     /// RECEIVE: copies received bytes out. `Ok(0)` with a non-empty `out`
     /// means nothing is buffered now; after the peer's FIN and once
     /// everything was read, the error is "connection closing".
