@@ -89,6 +89,12 @@ pub struct Request<'a> {
     /// Every If-None-Match line (a list field, RFC 9110 §13.1.2).
     pub if_none_match: FieldLines<'a>,
     pub if_modified_since: Option<&'a str>,
+    /// Every If-Match line (a list field, RFC 9110 §13.1.1).
+    pub if_match: FieldLines<'a>,
+    pub if_unmodified_since: Option<&'a str>,
+    /// `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits for an
+    /// interim 100 before sending its body.
+    pub expect_continue: bool,
     pub range: Option<&'a str>,
     pub if_range: Option<&'a str>,
     /// Every Accept-Encoding line (a list field, RFC 9110 §12.5.3).
@@ -124,6 +130,8 @@ pub enum Rejection {
     HeadersTooLarge,
     NotImplemented,
     VersionNotSupported,
+    /// An Expect other than 100-continue (RFC 9110 §10.1.1).
+    ExpectationFailed,
 }
 
 impl Rejection {
@@ -135,6 +143,7 @@ impl Rejection {
             Rejection::HeadersTooLarge => 431,
             Rejection::NotImplemented => 501,
             Rejection::VersionNotSupported => 505,
+            Rejection::ExpectationFailed => 417,
         }
     }
 }
@@ -266,6 +275,9 @@ enum Field {
     Connection,
     IfNoneMatch,
     IfModifiedSince,
+    IfMatch,
+    IfUnmodifiedSince,
+    Expect,
     Range,
     IfRange,
     AcceptEncoding,
@@ -276,13 +288,16 @@ enum Field {
 impl Field {
     /// Field names are case-insensitive (RFC 9110 §5.1).
     fn from_name(name: &str) -> Option<Field> {
-        const NAMES: [(&str, Field); 11] = [
+        const NAMES: [(&str, Field); 14] = [
             ("host", Field::Host),
             ("content-length", Field::ContentLength),
             ("transfer-encoding", Field::TransferEncoding),
             ("connection", Field::Connection),
             ("if-none-match", Field::IfNoneMatch),
             ("if-modified-since", Field::IfModifiedSince),
+            ("if-match", Field::IfMatch),
+            ("if-unmodified-since", Field::IfUnmodifiedSince),
+            ("expect", Field::Expect),
             ("range", Field::Range),
             ("if-range", Field::IfRange),
             ("accept-encoding", Field::AcceptEncoding),
@@ -325,6 +340,9 @@ fn interpret<'a>(
         host: None,
         if_none_match: FieldLines::default(),
         if_modified_since: None,
+        if_match: FieldLines::default(),
+        if_unmodified_since: None,
+        expect_continue: false,
         range: None,
         if_range: None,
         accept_encoding: FieldLines::default(),
@@ -372,6 +390,16 @@ fn interpret<'a>(
             }
             Field::IfNoneMatch => request.if_none_match.push(value)?,
             Field::IfModifiedSince => keep_first(&mut request.if_modified_since, value)?,
+            Field::IfMatch => request.if_match.push(value)?,
+            Field::IfUnmodifiedSince => keep_first(&mut request.if_unmodified_since, value)?,
+            Field::Expect => {
+                // Case-insensitive (RFC 9110 §10.1.1); nothing else is known.
+                if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                    request.expect_continue = true;
+                } else {
+                    return Err(Rejection::ExpectationFailed);
+                }
+            }
             Field::Range => keep_first(&mut request.range, value)?,
             Field::IfRange => keep_first(&mut request.if_range, value)?,
             Field::AcceptEncoding => request.accept_encoding.push(value)?,
@@ -581,6 +609,28 @@ mod tests {
             Parsed::Complete(..) => 200,
             Parsed::Reject(rejection) => rejection.status(),
         }
+    }
+
+    #[test]
+    fn expect_100_continue_is_known_and_nothing_else() {
+        let limits = Limits {
+            request_line: 8192,
+            header_count: 100,
+            head_bytes: 16384,
+            body_bytes: 1024,
+        };
+        let head =
+            b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
+        let Parsed::Complete(req, _) = parse(head, &limits) else {
+            panic!("parsed");
+        };
+        assert!(req.expect_continue);
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\n\r\n";
+        assert!(matches!(
+            parse(head, &limits),
+            Parsed::Reject(Rejection::ExpectationFailed)
+        ));
+        assert_eq!(Rejection::ExpectationFailed.status(), 417);
     }
 
     #[test]

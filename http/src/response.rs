@@ -31,9 +31,11 @@ pub fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
         414 => "URI Too Long",
         416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -106,6 +108,9 @@ impl Body {
 pub struct Response<'a> {
     pub status: u16,
     pub content_type: Option<&'a str>,
+    /// A multipart/byteranges body's boundary: the Content-Type is then
+    /// `multipart/byteranges; boundary=...` (RFC 9110 §14.6).
+    pub multipart_boundary: Option<String>,
     /// `Content-Length` (also sent for HEAD, as GET would).
     pub length: Option<u64>,
     pub etag: Option<&'a str>,
@@ -138,6 +143,7 @@ impl<'a> Response<'a> {
         Response {
             status,
             content_type: None,
+            multipart_boundary: None,
             length: None,
             etag: None,
             etag_suffix: None,
@@ -170,7 +176,9 @@ impl<'a> Response<'a> {
             408 => b"408 Request Timeout\n",
             413 => b"413 Content Too Large\n",
             414 => b"414 URI Too Long\n",
+            412 => b"412 Precondition Failed\n",
             416 => b"416 Range Not Satisfiable\n",
+            417 => b"417 Expectation Failed\n",
             431 => b"431 Request Header Fields Too Large\n",
             501 => b"501 Not Implemented\n",
             503 => b"503 Service Unavailable\n",
@@ -203,7 +211,9 @@ impl<'a> Response<'a> {
             self.status,
             reason(self.status)
         );
-        if let Some(t) = self.content_type {
+        if let Some(b) = &self.multipart_boundary {
+            let _ = write!(out, "Content-Type: multipart/byteranges; boundary={b}\r\n");
+        } else if let Some(t) = self.content_type {
             let _ = write!(out, "Content-Type: {t}\r\n");
         }
         if let Some(n) = self.length {
@@ -365,6 +375,31 @@ fn none_match(header: &FieldLines<'_>, etag: &str, suffix: Option<&str>) -> bool
     })
 }
 
+/// RFC 9110 §13.1.1: If-Match holds when "*" or one of its entity tags
+/// matches ours by the strong comparison (a weak tag never matches).
+fn strong_match(header: &FieldLines<'_>, etag: &str, suffix: Option<&str>) -> bool {
+    let ours = etag.trim_matches('"');
+    header.items().any(|t| {
+        if t == "*" {
+            return true;
+        }
+        if t.starts_with("W/") {
+            return false;
+        }
+        let t = t.trim_matches('"');
+        match suffix {
+            Some(s) => t.strip_suffix(s) == Some(ours),
+            None => t == ours,
+        }
+    })
+}
+
+/// RFC 9110 §13.1.4: modified after the given date (an invalid date is
+/// ignored, as the field then is).
+fn modified_since(header: &str, last_modified: SystemTime) -> bool {
+    httpdate::parse_http_date(header.trim()).is_ok() && !not_modified_since(header, last_modified)
+}
+
 /// RFC 9110 §13.1.3: not modified since the given date (second precision).
 fn not_modified_since(header: &str, last_modified: SystemTime) -> bool {
     let Ok(since) = httpdate::parse_http_date(header.trim()) else {
@@ -377,16 +412,58 @@ fn not_modified_since(header: &str, last_modified: SystemTime) -> bool {
     secs(last_modified) <= secs(since)
 }
 
-/// One `bytes=` range (RFC 9110 §14.1.2) against a length: `Some(Ok(range))`
-/// to serve, `Some(Err(()))` when unsatisfiable, `None` to ignore the
-/// header (malformed, or several ranges: we answer those with the whole
-/// representation, which §14.2 allows).
-fn byte_range(header: &str, len: u64) -> Option<Result<Range<u64>, ()>> {
-    let spec = header.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
+/// Ranges one request may ask for: more (after merging overlaps) and the
+/// header is ignored and the whole representation sent, as nginx's
+/// `max_ranges` does; many small ranges are a way to make a server do much
+/// work for little (RFC 9110 §17.15).
+const MAX_RANGES: usize = 16;
+
+/// The `bytes=` ranges of a Range field (RFC 9110 §14.1.2; the unit is
+/// case-insensitive) against a length, sorted and with overlapping or
+/// adjacent ones merged (§14.2 allows it, and it keeps a multipart answer
+/// no larger than the representation): `Some(Ok(ranges))` to serve,
+/// `Some(Err(()))` when none is satisfiable (416), `None` to ignore the
+/// field (malformed, another unit, or too many ranges).
+fn byte_ranges(header: &str, len: u64) -> Option<Result<Vec<Range<u64>>, ()>> {
+    let header = header.trim();
+    let unit = header.get(..6)?;
+    if !unit.eq_ignore_ascii_case("bytes=") {
         return None;
     }
-    let (first, last) = spec.trim().split_once('-')?;
+    let mut ranges = Vec::new();
+    for spec in header[6..].split(',') {
+        let spec = spec.trim();
+        if spec.is_empty() {
+            continue; // empty list elements are allowed (§5.6.1)
+        }
+        // A range unsatisfiable on its own is dropped.
+        if let Some(r) = one_range(spec, len)? {
+            ranges.push(r);
+        }
+        if ranges.len() > 4 * MAX_RANGES {
+            return None;
+        }
+    }
+    if ranges.is_empty() {
+        return Some(Err(()));
+    }
+    ranges.sort_by_key(|r| r.start);
+    let mut merged: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    if merged.len() > MAX_RANGES {
+        return None;
+    }
+    Some(Ok(merged))
+}
+
+/// One range-spec: `None` if malformed, `Some(None)` if unsatisfiable.
+fn one_range(spec: &str, len: u64) -> Option<Option<Range<u64>>> {
+    let (first, last) = spec.split_once('-')?;
     let (first, last) = (first.trim(), last.trim());
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if first.is_empty() {
@@ -396,9 +473,9 @@ fn byte_range(header: &str, len: u64) -> Option<Result<Range<u64>, ()>> {
         }
         let n: u64 = last.parse().unwrap_or(u64::MAX);
         if n == 0 || len == 0 {
-            return Some(Err(()));
+            return Some(None);
         }
-        return Some(Ok(len - n.min(len)..len));
+        return Some(Some(len - n.min(len)..len));
     }
     if !digits(first) || !(last.is_empty() || digits(last)) {
         return None;
@@ -414,9 +491,47 @@ fn byte_range(header: &str, len: u64) -> Option<Result<Range<u64>, ()>> {
         l.saturating_add(1).min(len)
     };
     if start >= len {
-        return Some(Err(()));
+        return Some(None);
     }
-    Some(Ok(start..end))
+    Some(Some(start..end))
+}
+
+/// One range as before: the single range of a field that asks for one.
+#[cfg(test)]
+fn byte_range(header: &str, len: u64) -> Option<Result<Range<u64>, ()>> {
+    match byte_ranges(header, len)? {
+        Ok(v) if v.len() == 1 => Some(Ok(v[0].clone())),
+        Ok(_) => None,
+        Err(()) => Some(Err(())),
+    }
+}
+
+/// A boundary that cannot occur in the parts: derived from the entity tag
+/// (hex digits) with a fixed prefix; the parts' own headers never hold it,
+/// and a body containing it by chance would only confuse a client that
+/// asked for several ranges of exactly such a file.
+fn multipart_boundary(etag: &str) -> String {
+    let tag: String = etag.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    format!("bypass-byteranges-{tag}")
+}
+
+/// The multipart/byteranges body (RFC 9110 §14.6) for `ranges` of `data`:
+/// each part with its Content-Type and Content-Range, between boundaries.
+fn multipart(data: &[u8], ranges: &[Range<u64>], content_type: &str, boundary: &str) -> Vec<u8> {
+    let len = data.len();
+    let total: u64 = ranges.iter().map(|r| r.end - r.start + 128).sum();
+    let mut out = Vec::with_capacity(total as usize + 64);
+    for r in ranges {
+        let _ = write!(
+            out,
+            "\r\n--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {}-{}/{len}\r\n\r\n",
+            r.start,
+            r.end - 1
+        );
+        out.extend_from_slice(&data[r.start as usize..r.end as usize]);
+    }
+    let _ = write!(out, "\r\n--{boundary}--\r\n");
+    out
 }
 
 fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
@@ -436,8 +551,23 @@ fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
         accept_ranges: true,
         ..Response::new(200)
     };
-    // Conditionals first (RFC 9110 §13.2.2): If-None-Match wins over
-    // If-Modified-Since.
+    // Preconditions in RFC 9110 §13.2.2's order. Steps 1-2: the client's
+    // version must still be the current one (If-Match, else
+    // If-Unmodified-Since), or 412.
+    let failed = if req.if_match.is_present() {
+        !strong_match(&req.if_match, &entry.etag, suffix)
+    } else {
+        req.if_unmodified_since
+            .is_some_and(|ius| modified_since(ius, entry.last_modified))
+    };
+    if failed {
+        return Response {
+            vary_encoding: has_variants,
+            ..Response::short(412)
+        };
+    }
+    // Steps 3-4: If-None-Match wins over If-Modified-Since; both mean 304
+    // for GET and HEAD (the only methods served).
     let unchanged = if req.if_none_match.is_present() {
         none_match(&req.if_none_match, &entry.etag, suffix)
     } else {
@@ -445,11 +575,14 @@ fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
             .is_some_and(|ims| not_modified_since(ims, entry.last_modified))
     };
     if unchanged {
+        // §15.4.5: what a 200 would carry of Date, ETag and Vary (and
+        // Cache-Control, Expires, Content-Location); no other metadata.
         return Response {
-            status: 304,
-            content_type: None,
+            etag: Some(&entry.etag),
+            etag_suffix: suffix,
+            vary_encoding: has_variants,
             send_body: false,
-            ..base
+            ..Response::new(304)
         };
     }
     // The chosen representation: a compressed sibling, the cached file, or
@@ -473,13 +606,14 @@ fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
         }
     });
     // Range is for GET only (§14.2).
-    let range = req
+    let ranges = req
         .range
         .filter(|_| range_applies && req.method == Method::Get)
-        .and_then(|h| byte_range(h, len));
-    if let Some(range) = range {
-        return match range {
-            Ok(r) => Response {
+        .and_then(|h| byte_ranges(h, len));
+    match ranges {
+        Some(Ok(ranges)) if ranges.len() == 1 => {
+            let r = ranges[0].clone();
+            return Response {
                 status: 206,
                 length: Some(r.end - r.start),
                 content_range: Some((r.start, r.end - 1, len)),
@@ -488,13 +622,30 @@ fn file<'a>(req: &Request<'_>, entry: &'a Entry) -> Response<'a> {
                     _ => Body::Shared(data.clone(), r.start as usize..r.end as usize),
                 },
                 ..base
-            },
-            Err(()) => Response {
+            };
+        }
+        // Several ranges of a cached representation: one multipart body
+        // (§14.6). A streamed file gets the whole (§14.2 lets us ignore
+        // the field), rather than a body assembled in memory.
+        Some(Ok(ranges)) if !matches!(whole, Body::File(..)) => {
+            let boundary = multipart_boundary(&entry.etag);
+            let body: Arc<[u8]> = multipart(data, &ranges, entry.content_type, &boundary).into();
+            return Response {
+                status: 206,
+                length: Some(body.len() as u64),
+                multipart_boundary: Some(boundary),
+                body: Body::Shared(body.clone(), 0..body.len()),
+                ..base
+            };
+        }
+        Some(Ok(_)) | None => {}
+        Some(Err(())) => {
+            return Response {
                 unsatisfied_range: Some(len),
                 vary_encoding: has_variants,
                 ..Response::short(416)
-            },
-        };
+            };
+        }
     }
     Response {
         length: Some(len),
@@ -578,6 +729,146 @@ mod tests {
         assert!(text.ends_with("\r\n\r\n"));
         // Every line ends in CRLF, and there is no bare LF.
         assert_eq!(text.matches('\n').count(), text.matches("\r\n").count());
+    }
+
+    /// A 100-byte text file, "0123456789" ten times, modified at 1.7e9 s.
+    fn page() -> Entry {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        Entry {
+            body: Arc::from("0123456789".repeat(10).as_bytes()),
+            content_type: "text/plain; charset=utf-8",
+            etag: "\"64-abc\"".into(),
+            last_modified: t,
+            last_modified_http: httpdate::fmt_http_date(t),
+            disk: None,
+            gzip: None,
+            brotli: None,
+            stamp: 0,
+        }
+    }
+
+    /// The response to a GET with `fields` (each "Name: value").
+    fn get_with(fields: &[&str]) -> (u16, String, Vec<u8>) {
+        let mut head = String::from("GET /page.txt HTTP/1.1\r\nHost: x\r\n");
+        for f in fields {
+            head.push_str(f);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        let limits = crate::request::Limits {
+            request_line: 8192,
+            header_count: 100,
+            head_bytes: 16384,
+            body_bytes: 0,
+        };
+        let crate::request::Parsed::Complete(req, _) =
+            crate::request::parse(head.as_bytes(), &limits)
+        else {
+            panic!("{head}");
+        };
+        let entry = page();
+        let r = file(&req, &entry);
+        let mut out = Vec::new();
+        r.write_head("Thu, 01 Jan 1970 00:00:00 GMT", &mut out);
+        let body = r.body.from(0).map(<[u8]>::to_vec).unwrap_or_default();
+        (r.status, String::from_utf8(out).unwrap(), body)
+    }
+
+    #[test]
+    fn preconditions_in_rfc9110_order() {
+        // §13.1.1 If-Match: strong comparison; "*" matches any current file.
+        assert_eq!(get_with(&["If-Match: \"nope\""]).0, 412);
+        assert_eq!(get_with(&["If-Match: \"x\", \"64-abc\""]).0, 200);
+        assert_eq!(get_with(&["If-Match: *"]).0, 200);
+        assert_eq!(
+            get_with(&["If-Match: W/\"64-abc\""]).0,
+            412,
+            "weak never matches"
+        );
+        // §13.1.4 If-Unmodified-Since.
+        assert_eq!(
+            get_with(&["If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT"]).0,
+            412
+        );
+        assert_eq!(
+            get_with(&["If-Unmodified-Since: Fri, 01 Jan 2100 00:00:00 GMT"]).0,
+            200
+        );
+        assert_eq!(
+            get_with(&["If-Unmodified-Since: not a date"]).0,
+            200,
+            "ignored"
+        );
+        // §13.2.2 step 1 before 2: If-Match decides, If-Unmodified-Since
+        // is then not looked at.
+        assert_eq!(
+            get_with(&[
+                "If-Match: *",
+                "If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT"
+            ])
+            .0,
+            200
+        );
+        // Steps 1-2 before 3: a failed If-Match is 412 even when
+        // If-None-Match would say 304.
+        assert_eq!(
+            get_with(&["If-Match: \"nope\"", "If-None-Match: \"64-abc\""]).0,
+            412
+        );
+        // §15.4.5: a 304 carries ETag (and Date), not the representation's
+        // other metadata.
+        let (status, head, body) = get_with(&["If-None-Match: \"64-abc\""]);
+        assert_eq!(status, 304);
+        assert!(head.contains("\r\nETag: \"64-abc\"\r\n"), "{head}");
+        for absent in [
+            "Content-Type",
+            "Content-Length",
+            "Last-Modified",
+            "Accept-Ranges",
+            "Content-Encoding",
+        ] {
+            assert!(!head.contains(absent), "{absent} in {head}");
+        }
+        assert!(body.is_empty() || status == 304);
+    }
+
+    #[test]
+    fn ranges_single_multiple_and_abusive() {
+        // The unit is case-insensitive (§14.1).
+        let (status, head, body) = get_with(&["Range: Bytes=0-9"]);
+        assert_eq!((status, body.as_slice()), (206, &b"0123456789"[..]));
+        assert!(head.contains("Content-Range: bytes 0-9/100"));
+        // Two ranges: multipart/byteranges (§14.6), in order, each part
+        // with its type and range.
+        let (status, head, body) = get_with(&["Range: bytes=20-21, 0-1"]);
+        assert_eq!(status, 206);
+        let boundary = head
+            .split("boundary=")
+            .nth(1)
+            .and_then(|b| b.split("\r\n").next())
+            .expect("a multipart head")
+            .to_owned();
+        let text = String::from_utf8(body).unwrap();
+        let expected = format!(
+            "\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Range: bytes 0-1/100\r\n\r\n01\
+             \r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Range: bytes 20-21/100\r\n\r\n01\
+             \r\n--{boundary}--\r\n"
+        );
+        assert_eq!(text, expected);
+        assert!(head.contains(&format!("Content-Length: {}\r\n", expected.len())));
+        // Overlapping and adjacent ranges are merged: one part.
+        let (status, head, body) = get_with(&["Range: bytes=0-5,3-8,9-9"]);
+        assert_eq!((status, body.len()), (206, 10));
+        assert!(head.contains("Content-Range: bytes 0-9/100"));
+        // An unsatisfiable range among satisfiable ones is dropped.
+        let (status, _, body) = get_with(&["Range: bytes=500-600,0-1"]);
+        assert_eq!((status, body.as_slice()), (206, &b"01"[..]));
+        // Too many ranges: the whole file, as nginx's max_ranges.
+        let many: Vec<String> = (0..17).map(|i| format!("{}-{}", i * 5, i * 5)).collect();
+        let field = format!("Range: bytes={}", many.join(","));
+        assert_eq!(get_with(&[&field]).0, 200);
+        // None satisfiable: 416.
+        assert_eq!(get_with(&["Range: bytes=100-200"]).0, 416);
     }
 
     #[test]

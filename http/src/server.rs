@@ -725,6 +725,14 @@ impl HttpServer {
                             sent,
                         );
                     }
+                    // A client waiting for 100 Continue before its body
+                    // (RFC 9110 §10.1.1) hears it first, so the body it
+                    // then sends (and we discard) keeps the connection's
+                    // framing, instead of it deciding to send no body.
+                    let buffered_body = (state.head.len() - used) as u64;
+                    if req.expect_continue && body_len > buffered_body && !r.close {
+                        let _ = conn.send(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
                     // The request is done with; its body may already be in
                     // the head buffer.
                     state.head.drain(..used);
@@ -794,6 +802,7 @@ impl HttpServer {
         let (mut timed_out, mut answered, mut released, mut slow_handshakes) = (0, 0, 0, 0);
         let date = self.date.get().to_owned();
         let (scratch, head_room) = (&mut self.scratch, self.head_room);
+        let mut log = self.access_log.as_mut();
         let send_timeout = self.config.get().send_timeout;
         core.for_each(|both, conn| {
             let HttpConn { x: state, tls } = both;
@@ -850,6 +859,9 @@ impl HttpServer {
                         let _ = conn.send(b);
                     }
                     answered += 1;
+                    if let Some(log) = log.as_deref_mut() {
+                        log.record(*conn.peer().ip(), ("-", "", ""), 408, r.body.len());
+                    }
                 }
                 state.phase = Phase::Closing;
                 state.since = now;
@@ -999,6 +1011,9 @@ impl Handler for HttpServer {
                     retry_after: true,
                     ..Response::short(503)
                 };
+                if let Some(log) = self.access_log.as_mut() {
+                    log.record(*stream.peer().ip(), ("-", "", ""), 503, r.body.len());
+                }
                 self.start_response(state, &mut stream, r);
             }
         }

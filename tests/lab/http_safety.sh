@@ -66,6 +66,48 @@ if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --queues 1 --root "$SITE" --s
 check "/.env is served when asked for" test "$(code $URL/.env)" = 200
 stop_server
 
+echo "== http: preconditions, ranges, Expect and 304 (RFC 9110) with curl"
+ALOG="$ARTIFACTS/safety-access.log"
+rm -f "$ALOG"
+if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --queues 1 --root "$SITE" --access-log "$ALOG" \
+  --header-timeout 2 --max-connections 2; then pass "server starts"; else fail "server starts" "$(cat "$LOG")"; fi
+etag=$(cli curl -sI --max-time 5 $URL/style.css | tr -d '\r' | sed -n 's/^[Ee][Tt]ag: //p')
+check "If-Match with another tag: 412" test "$(code -H 'If-Match: "nope"' $URL/style.css)" = 412
+check "If-Match with ours: 200" test "$(code -H "If-Match: $etag" $URL/style.css)" = 200
+check "If-Unmodified-Since 1970: 412" test "$(code -H 'If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT' $URL/style.css)" = 412
+h=$(cli curl -s --max-time 5 -o /dev/null -D - -H "If-None-Match: $etag" $URL/style.css | tr -d '\r')
+check "304 with the ETag" bash -c "grep -q '^HTTP/1.1 304' <<<\"\$1\" && grep -qi '^etag: ' <<<\"\$1\"" _ "$h"
+check "  ... and without the representation's other fields" bash -c "! grep -qiE '^(content-length|content-type|last-modified|accept-ranges):' <<<\"\$1\"" _ "$h"
+check "Range unit in any case: 206" test "$(code -H 'Range: Bytes=0-9' $URL/style.css)" = 206
+h=$(cli curl -s --max-time 5 -D - -r 0-9,20-29 -o "$ARTIFACTS/safety-multi" $URL/style.css | tr -d '\r')
+check "two ranges: 206 multipart/byteranges" grep -qi '^content-type: multipart/byteranges; boundary=' <<<"$h"
+check "  ... with both parts, byte-exact" bash -c "grep -c 'Content-Range: bytes' '$ARTIFACTS/safety-multi' | grep -qx 2 && grep -aq \"\$(head -c 10 '$SITE/style.css' | head -1)\" '$ARTIFACTS/safety-multi'"
+check "17 ranges: the whole file (max ranges)" test "$(code -r 0-0,2-2,4-4,6-6,8-8,10-10,12-12,14-14,16-16,18-18,20-20,22-22,24-24,26-26,28-28,30-30,32-32 $URL/style.css)" = 200
+head -c 1000 /dev/zero >"$ARTIFACTS/safety-body"
+v=$(cli curl -sv --max-time 5 -X GET -H 'Expect: 100-continue' --data-binary @"$ARTIFACTS/safety-body" -o /dev/null $URL/style.css 2>&1 | tr -d '\r')
+check "Expect: 100-continue is answered 100, then 200" bash -c "grep -q '^< HTTP/1.1 100 Continue' <<<\"\$1\" && grep -q '^< HTTP/1.1 200' <<<\"\$1\"" _ "$v"
+check "an unknown expectation: 417" test "$(code -H 'Expect: teapot' $URL/style.css)" = 417
+# A head that never ends: 408 after --header-timeout, in the access log.
+cli timeout 10 python3 -c '
+import socket, time
+s = socket.create_connection(("10.99.0.1", 80))
+s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+time.sleep(4)
+print(s.recv(4096).decode(errors="replace").split("\r\n")[0])' >"$ARTIFACTS/safety-408"
+check "an unfinished head gets 408" grep -q "^HTTP/1.1 408" "$ARTIFACTS/safety-408"
+# Over --max-connections 2: the third is answered 503.
+cli timeout 10 python3 -c '
+import socket, time
+held = [socket.create_connection(("10.99.0.1", 80)) for _ in range(2)]
+time.sleep(0.5)
+s = socket.create_connection(("10.99.0.1", 80))
+print(s.recv(4096).decode(errors="replace").split("\r\n")[0])' >"$ARTIFACTS/safety-503"
+check "over the connection limit: 503" grep -q "^HTTP/1.1 503" "$ARTIFACTS/safety-503"
+sleep 1.5 # the cores write their log lines once a second
+check "408 and 503 are in the access log" bash -c "grep -q '\" 408 ' '$ALOG' && grep -q '\" 503 ' '$ALOG'"
+stop_server
+check "server exits 0" test "$SERVER_RC" = 0
+
 echo "== http safety: contradicting settings are refused at start"
 out=$(srv timeout 20 "$BYPASS" serve --iface bpx0 --ip 10.99.0.1 --root "$SITE" --max-request-line 200000 --max-head 400000 2>&1)
 check "a request-line limit the send buffer cannot answer" grep -q "must leave room in the 256 KiB send buffer" <<<"$out"
