@@ -167,6 +167,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     pub metrics_path: Option<String>,
 
+    /// Serve /metrics and /healthz on this kernel socket (ADDR:PORT, e.g.
+    /// 127.0.0.1:9090), for monitoring from the host itself: the stack's
+    /// own address is not reachable from there [default: off].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin_listen: Option<std::net::SocketAddr>,
+
     /// Source addresses allowed to read the metrics (repeat for more);
     /// others get what the site has at that path.
     #[arg(long, value_name = "ADDR[/PREFIX]", default_value = "127.0.0.1/32")]

@@ -95,6 +95,7 @@ struct ConfigFile {
     max_head: Option<u32>,
     max_body: Option<u64>,
     metrics_path: Option<String>,
+    admin_listen: Option<String>,
     metrics_allow: Option<OneOrMany<String>>,
     access_log: Option<PathBuf>,
     stats_interval: Option<u64>,
@@ -195,6 +196,10 @@ fn merge(
     ));
     take!(max_body);
     take!(metrics_path, metrics_path, |v| Ok(Some(v)));
+    take!(admin_listen, admin_listen, |v: String| v
+        .parse()
+        .map(Some)
+        .map_err(|_| format!("{v:?} is not ADDR:PORT")));
     take!(metrics_allow, metrics_allow, |v: OneOrMany<String>| {
         v.into_vec().iter().map(|s| s.parse()).collect()
     });

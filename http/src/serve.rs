@@ -138,6 +138,7 @@ fn needs_restart(old: &ServeArgs, new: &ServeArgs) -> Vec<&'static str> {
         iface => "iface", ip => "ip", gateway => "gateway", queues => "queues",
         cores => "cores", root => "root", ports => "port", tls_ports => "tls-port",
         metrics_path => "metrics-path", metrics_allow => "metrics-allow",
+        admin_listen => "admin-listen",
         access_log => "access-log", stats_interval => "stats-interval",
         reload_interval => "reload-interval", max_cached_file => "max-cached-file",
         busy_poll => "busy-poll", shared_ip => "shared-ip", zero_copy => "zero-copy",
@@ -237,6 +238,19 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         crate::access_log::open(path, log_reopen.clone())
             .with_context(|| format!("access log {}", path.display()))?;
     }
+    // Bound before the stack starts: a bad address stops us before XDP is
+    // attached.
+    let health = Arc::new(crate::admin::Health::default());
+    let admin_stop = Arc::new(AtomicBool::new(false));
+    let admin = match args.admin_listen {
+        Some(addr) => {
+            let thread =
+                crate::admin::spawn(addr, metrics.clone(), health.clone(), admin_stop.clone())?;
+            tracing::info!("admin: /metrics and /healthz on http://{addr}");
+            Some(thread)
+        }
+        None => None,
+    };
     let access_log = args.access_log.clone();
     let running = {
         let shared = Shared {
@@ -354,9 +368,18 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let failed = running.failed() && !stop.load(Ordering::Relaxed);
+    health.fail(if failed {
+        "a core stopped on an error (see the log)".into()
+    } else {
+        "stopping".into()
+    });
     let iface = running.interface().name.clone();
     let report = running.stop();
     reload_stop.store(true, Ordering::Relaxed);
+    admin_stop.store(true, Ordering::Relaxed);
+    if let Some(admin) = admin {
+        let _ = admin.join();
+    }
     if let Some(reloader) = reloader {
         if reloader.join().is_err() {
             eprintln!("bypass: error: the site reload thread panicked; the site stopped reloading");

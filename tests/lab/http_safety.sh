@@ -108,6 +108,19 @@ check "408 and 503 are in the access log" bash -c "grep -q '\" 408 ' '$ALOG' && 
 stop_server
 check "server exits 0" test "$SERVER_RC" = 0
 
+echo "== http: the admin endpoint on a kernel socket"
+if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --queues 1 --root "$SITE" --admin-listen 127.0.0.1:9090; then pass "server starts"; else fail "server starts" "$(cat "$LOG")"; fi
+cli curl -s -o /dev/null --max-time 5 $URL/ # one request to count
+sleep 1.2
+check "/healthz from the host: 200 ok" test "$(srv curl -s --max-time 5 http://127.0.0.1:9090/healthz)" = ok
+check "/metrics from the host, with the cores' counters" bash -c "'$LAB' exec srv curl -s --max-time 5 http://127.0.0.1:9090/metrics | grep -q '^bypass_http_requests_total{core=\"0\"} [1-9]'"
+check "anything else: 404" test "$(srv curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:9090/x)" = 404
+check "not on the stack's address" test "$(code $URL/healthz)" = 404
+stop_server
+check "server exits 0" test "$SERVER_RC" = 0
+out=$(srv timeout 20 "$BYPASS" serve --iface bpx0 --ip 10.99.0.1 --root "$SITE" --admin-listen 192.0.2.1:9090 2>&1)
+check "an admin address that cannot be bound is a start-up error" grep -q "admin-listen 192.0.2.1:9090: cannot listen" <<<"$out"
+
 echo "== http safety: contradicting settings are refused at start"
 out=$(srv timeout 20 "$BYPASS" serve --iface bpx0 --ip 10.99.0.1 --root "$SITE" --max-request-line 200000 --max-head 400000 2>&1)
 check "a request-line limit the send buffer cannot answer" grep -q "must leave room in the 256 KiB send buffer" <<<"$out"
