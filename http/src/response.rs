@@ -317,7 +317,12 @@ fn route<'a>(req: &Request<'_>, site: &'a Site, dotfiles: bool) -> Response<'a> 
             ..Response::short(301)
         },
         Lookup::NotFound => Response::short(404),
-        Lookup::BadRequest => Response::short(400),
+        // A target that tries to leave the root or smuggle bytes: answered
+        // and closed, as a malformed request is (nginx does the same).
+        Lookup::BadRequest => Response {
+            close: true,
+            ..Response::short(400)
+        },
     }
 }
 
