@@ -3,6 +3,10 @@
 //!
 //! `10.99.0.2 - - [27/Nov/2026:13:55:36 +0000] "GET / HTTP/1.1" 200 1234`
 //!
+//! or `combined` (Apache's and nginx's: common, then the quoted Referer and
+//! User-Agent), or one JSON object per line (`json`: time in RFC 3339,
+//! the same fields, strings JSON-escaped) for log pipelines.
+//!
 //! Each core appends lines to its own buffer and writes it out in one
 //! `write` when it passes 64 KiB or once a second, so logging costs a
 //! request a few formatted bytes, not a system call. Every core has its own
@@ -25,6 +29,28 @@ use std::{
     time::SystemTime,
 };
 
+/// The line format (`--access-log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Common,
+    Combined,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "common" => Ok(LogFormat::Common),
+            "combined" => Ok(LogFormat::Combined),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("{s:?}: the format is common, combined or json")),
+        }
+    }
+}
+
 /// Buffered bytes that trigger a write.
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -44,11 +70,14 @@ pub struct AccessLog {
     stamp_second: u64,
     /// Write errors (the first is logged; serving goes on).
     failed: bool,
+    format: LogFormat,
+    /// The RFC 3339 time for JSON lines, reformatted once a second.
+    iso: String,
 }
 
 /// Opens the log for appending (created if missing), for one core; it is
 /// opened again by name whenever `reopen` changes.
-pub fn open(path: &Path, reopen: Arc<AtomicU64>) -> io::Result<AccessLog> {
+pub fn open(path: &Path, reopen: Arc<AtomicU64>, format: LogFormat) -> io::Result<AccessLog> {
     let file = append(path)?;
     Ok(AccessLog {
         file,
@@ -60,6 +89,8 @@ pub fn open(path: &Path, reopen: Arc<AtomicU64>) -> io::Result<AccessLog> {
         stamp: String::new(),
         stamp_second: u64::MAX,
         failed: false,
+        format,
+        iso: String::new(),
     })
 }
 
@@ -74,6 +105,20 @@ impl AccessLog {
         status: u16,
         bytes: u64,
     ) {
+        self.record_with(peer, request_line, status, bytes, None, None);
+    }
+
+    /// [`AccessLog::record`] with the request's Referer and User-Agent, for
+    /// the combined and JSON formats.
+    pub fn record_with(
+        &mut self,
+        peer: Ipv4Addr,
+        request_line: (&str, &str, &str),
+        status: u16,
+        bytes: u64,
+        referer: Option<&str>,
+        user_agent: Option<&str>,
+    ) {
         let now = SystemTime::now();
         let second = now
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -81,20 +126,53 @@ impl AccessLog {
         if second != self.stamp_second {
             self.stamp_second = second;
             self.stamp = clf_time(second);
+            self.iso = iso_time(second);
         }
         let (method, target, version) = request_line;
-        let _ = write!(self.buf, "{peer} - - [{}] \"", self.stamp);
-        for (i, part) in [method, target, version]
-            .into_iter()
-            .filter(|p| !p.is_empty())
-            .enumerate()
-        {
-            if i > 0 {
-                self.buf.push(b' ');
+        if self.format == LogFormat::Json {
+            let _ = write!(
+                self.buf,
+                "{{\"time\":\"{}\",\"remote\":\"{peer}\"",
+                self.iso
+            );
+            for (key, value) in [
+                ("method", Some(method)),
+                ("target", Some(target)),
+                ("version", Some(version)),
+            ] {
+                let _ = write!(self.buf, ",\"{key}\":");
+                json_string(&mut self.buf, value.filter(|v| !v.is_empty() && *v != "-"));
             }
-            escape_into(&mut self.buf, part);
+            let _ = write!(
+                self.buf,
+                ",\"status\":{status},\"bytes\":{bytes},\"referer\":"
+            );
+            json_string(&mut self.buf, referer);
+            self.buf.extend_from_slice(b",\"user_agent\":");
+            json_string(&mut self.buf, user_agent);
+            self.buf.extend_from_slice(b"}\n");
+        } else {
+            let _ = write!(self.buf, "{peer} - - [{}] \"", self.stamp);
+            for (i, part) in [method, target, version]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .enumerate()
+            {
+                if i > 0 {
+                    self.buf.push(b' ');
+                }
+                escape_into(&mut self.buf, part);
+            }
+            let _ = write!(self.buf, "\" {status} {bytes}");
+            if self.format == LogFormat::Combined {
+                for field in [referer, user_agent] {
+                    self.buf.extend_from_slice(b" \"");
+                    escape_into(&mut self.buf, field.unwrap_or("-"));
+                    self.buf.push(b'"');
+                }
+            }
+            self.buf.push(b'\n');
         }
-        let _ = writeln!(self.buf, "\" {status} {bytes}");
         if self.buf.len() >= FLUSH_AT {
             self.flush();
         }
@@ -164,13 +242,60 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// A JSON string (RFC 8259 §7), or `null`.
+fn json_string(out: &mut Vec<u8>, s: Option<&str>) {
+    let Some(s) = s else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let mut utf8 = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// `yyyy-mm-ddThh:mm:ssZ` (RFC 3339) for a Unix time.
+fn iso_time(unix: u64) -> String {
+    let (year, month, day) = civil(unix);
+    let secs = unix % 86_400;
+    format!(
+        "{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// `dd/Mon/yyyy:hh:mm:ss +0000` for a Unix time, in UTC.
 fn clf_time(unix: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let days = (unix / 86_400) as i64;
+    let (year, month, day) = civil(unix);
     let secs = unix % 86_400;
+    format!(
+        "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
+        MONTHS[(month - 1) as usize],
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The civil date (year, month 1-12, day 1-31) of a Unix time, in UTC.
+fn civil(unix: u64) -> (i64, i64, i64) {
+    let days = (unix / 86_400) as i64;
     // Days to a civil date (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -181,13 +306,7 @@ fn clf_time(unix: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
-        MONTHS[(month - 1) as usize],
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    (year, month, day)
 }
 
 #[cfg(test)]
@@ -209,7 +328,7 @@ mod tests {
         let rotated = path.with_extension("log.1");
         let _ = std::fs::remove_file(&path);
         let reopen = Arc::new(AtomicU64::new(0));
-        let mut log = open(&path, reopen.clone()).unwrap();
+        let mut log = open(&path, reopen.clone(), LogFormat::Common).unwrap();
         let peer = Ipv4Addr::new(10, 99, 0, 2);
         log.record(peer, ("GET", "/old", "HTTP/1.1"), 200, 1);
         log.flush();
@@ -237,7 +356,7 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         let path = dir.join("access.log");
         let reopen = Arc::new(AtomicU64::new(0));
-        let mut log = open(&path, reopen.clone()).unwrap();
+        let mut log = open(&path, reopen.clone(), LogFormat::Common).unwrap();
         let peer = Ipv4Addr::new(10, 99, 0, 2);
         // The whole directory goes: the reopen fails, lines go on to the
         // old file.
@@ -259,10 +378,63 @@ mod tests {
     }
 
     #[test]
+    fn combined_and_json_lines() {
+        let path =
+            std::env::temp_dir().join(format!("bypass-access-fmt-{}.log", std::process::id()));
+        let peer = Ipv4Addr::new(10, 99, 0, 2);
+        let _ = std::fs::remove_file(&path);
+        let mut log = open(&path, Arc::default(), LogFormat::Combined).unwrap();
+        log.record_with(
+            peer,
+            ("GET", "/a", "HTTP/1.1"),
+            200,
+            5,
+            Some("https://x/\"y\""),
+            Some("curl/8"),
+        );
+        log.record_with(peer, ("GET", "/b", "HTTP/1.1"), 404, 0, None, None);
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with("\"GET /a HTTP/1.1\" 200 5 \"https://x/\\x22y\\x22\" \"curl/8\""),
+            "{text}"
+        );
+        assert!(lines[1].ends_with("\" 404 0 \"-\" \"-\""), "{text}");
+        let _ = std::fs::remove_file(&path);
+        let mut log = open(&path, Arc::default(), LogFormat::Json).unwrap();
+        log.record_with(
+            peer,
+            ("GET", "/\"q\u{1}", "HTTP/1.1"),
+            200,
+            5,
+            None,
+            Some("é"),
+        );
+        log.record(peer, ("-", "", ""), 408, 0);
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("{\"time\":\""), "{text}");
+        assert!(
+            lines[0].ends_with(
+                "Z\",\"remote\":\"10.99.0.2\",\"method\":\"GET\",\"target\":\"/\\\"q\\u0001\",\"version\":\"HTTP/1.1\",\"status\":200,\"bytes\":5,\"referer\":null,\"user_agent\":\"é\"}"
+            ),
+            "{text}"
+        );
+        assert!(
+            lines[1].ends_with("\"method\":null,\"target\":null,\"version\":null,\"status\":408,\"bytes\":0,\"referer\":null,\"user_agent\":null}"),
+            "{text}"
+        );
+        assert_eq!(iso_time(971_186_136), "2000-10-10T13:55:36Z");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn lines_are_escaped_and_land_in_the_file() {
         let path = std::env::temp_dir().join(format!("bypass-access-{}.log", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let mut log = open(&path, Arc::default()).unwrap();
+        let mut log = open(&path, Arc::default(), LogFormat::Common).unwrap();
         log.record(
             Ipv4Addr::new(10, 99, 0, 2),
             ("GET", "/", "HTTP/1.1"),

@@ -184,6 +184,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<std::path::PathBuf>,
 
+    /// Access log line format: common (CLF), combined (with Referer and
+    /// User-Agent) or json (one object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "common")]
+    pub access_log_format: crate::access_log::LogFormat,
+
     /// Seconds between the one-line stats logs (0: none).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub stats_interval: u64,

@@ -98,6 +98,7 @@ struct ConfigFile {
     admin_listen: Option<String>,
     metrics_allow: Option<OneOrMany<String>>,
     access_log: Option<PathBuf>,
+    access_log_format: Option<String>,
     stats_interval: Option<u64>,
     reload_interval: Option<u64>,
     max_cached_file: Option<u64>,
@@ -203,6 +204,7 @@ fn merge(
     take!(metrics_allow, metrics_allow, |v: OneOrMany<String>| {
         v.into_vec().iter().map(|s| s.parse()).collect()
     });
+    take!(access_log_format, access_log_format, |v: String| v.parse());
     take!(stats_interval);
     take!(reload_interval);
     take!(max_cached_file);

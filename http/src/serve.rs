@@ -124,26 +124,34 @@ fn http_config(
     })
 }
 
-/// What a reload cannot change while running (the interface, the address,
-/// the queues, the ports the XDP program steers...): the names of the
-/// settings that differ, for the log.
+/// Settings a reload cannot change while running (the interface, the
+/// address, the queues, the ports the XDP program steers, what is read
+/// only at start...), each with its flag's name; `$apply` is called with
+/// the list.
+macro_rules! restart_only {
+    ($apply:ident) => {
+        $apply!(
+            iface => "iface", ip => "ip", gateway => "gateway", queues => "queues",
+            cores => "cores", root => "root", ports => "port", tls_ports => "tls-port",
+            metrics_path => "metrics-path", metrics_allow => "metrics-allow",
+            admin_listen => "admin-listen", access_log => "access-log",
+            access_log_format => "access-log-format", stats_interval => "stats-interval",
+            reload_interval => "reload-interval", max_cached_file => "max-cached-file",
+            busy_poll => "busy-poll", shared_ip => "shared-ip", zero_copy => "zero-copy",
+            generic_xdp => "generic-xdp", umem_frames => "umem-frames", frame_size => "frame-size"
+        )
+    };
+}
+
+/// The names of the restart-only settings that differ, for the log.
 fn needs_restart(old: &ServeArgs, new: &ServeArgs) -> Vec<&'static str> {
     let mut changed = Vec::new();
     macro_rules! compare {
-        ($($field:ident => $name:literal),* $(,)?) => {
+        ($($field:ident => $name:literal),*) => {
             $(if old.$field != new.$field { changed.push($name); })*
         };
     }
-    compare!(
-        iface => "iface", ip => "ip", gateway => "gateway", queues => "queues",
-        cores => "cores", root => "root", ports => "port", tls_ports => "tls-port",
-        metrics_path => "metrics-path", metrics_allow => "metrics-allow",
-        admin_listen => "admin-listen",
-        access_log => "access-log", stats_interval => "stats-interval",
-        reload_interval => "reload-interval", max_cached_file => "max-cached-file",
-        busy_poll => "busy-poll", shared_ip => "shared-ip", zero_copy => "zero-copy",
-        generic_xdp => "generic-xdp", umem_frames => "umem-frames", frame_size => "frame-size",
-    );
+    restart_only!(compare);
     changed
 }
 
@@ -235,7 +243,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // generation number the cores compare once a second.
     let log_reopen = Arc::new(AtomicU64::new(0));
     if let Some(path) = &args.access_log {
-        crate::access_log::open(path, log_reopen.clone())
+        crate::access_log::open(path, log_reopen.clone(), args.access_log_format)
             .with_context(|| format!("access log {}", path.display()))?;
     }
     // Bound before the stack starts: a bad address stops us before XDP is
@@ -252,6 +260,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let access_log = args.access_log.clone();
+    let log_format = args.access_log_format;
     let running = {
         let shared = Shared {
             site: site.clone(),
@@ -263,7 +272,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let log_reopen = log_reopen.clone();
         Running::start_with(&config, Some(tcp), move |queue| {
             let access_log = access_log.as_deref().and_then(|p| {
-                crate::access_log::open(p, log_reopen.clone())
+                crate::access_log::open(p, log_reopen.clone(), log_format)
                     .inspect_err(|e| tracing::error!("access log {}: {e}", p.display()))
                     .ok()
             });
@@ -435,30 +444,11 @@ fn reload_all(
     // Everything that needs a restart keeps its running value.
     let mut applied = new.clone();
     macro_rules! keep {
-        ($($field:ident),*) => { $(applied.$field = current.$field.clone();)* };
+        ($($field:ident => $name:literal),*) => {
+            $(applied.$field = current.$field.clone();)*
+        };
     }
-    keep!(
-        iface,
-        ip,
-        gateway,
-        queues,
-        cores,
-        root,
-        ports,
-        tls_ports,
-        metrics_path,
-        metrics_allow,
-        access_log,
-        stats_interval,
-        reload_interval,
-        max_cached_file,
-        busy_poll,
-        shared_ip,
-        zero_copy,
-        generic_xdp,
-        umem_frames,
-        frame_size
-    );
+    restart_only!(keep);
     let config = http_config(&applied, addr, Some(&http.current()))?;
     http.publish(config);
     tracing::info!("SIGHUP: settings and certificates reloaded");

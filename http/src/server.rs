@@ -718,11 +718,13 @@ impl HttpServer {
                             Version::Http11 => "HTTP/1.1",
                         };
                         let sent = if r.send_body { r.body.len() } else { 0 };
-                        log.record(
+                        log.record_with(
                             *conn.peer().ip(),
                             (req.method_token, req.target, version),
                             r.status,
                             sent,
+                            req.referer,
+                            req.user_agent,
                         );
                     }
                     // A client waiting for 100 Continue before its body

@@ -787,8 +787,59 @@ fn content_type(key: &str) -> &'static str {
         "mp3" => "audio/mpeg",
         "ogg" => "audio/ogg",
         "gz" => "application/gzip",
-        _ => "application/octet-stream",
+        other => system_types()
+            .get(other)
+            .copied()
+            .unwrap_or("application/octet-stream"),
     }
+}
+
+/// Where Debian (package media-types) and most systems keep the table of
+/// media types by extension.
+const MIME_TYPES: &str = "/etc/mime.types";
+
+/// The system's table, for extensions the built-in one does not know;
+/// read once, on first use (empty when the file is missing).
+fn system_types() -> &'static std::collections::HashMap<String, &'static str> {
+    static TYPES: std::sync::OnceLock<std::collections::HashMap<String, &'static str>> =
+        std::sync::OnceLock::new();
+    TYPES.get_or_init(|| {
+        fs::read_to_string(MIME_TYPES)
+            .map(|text| parse_mime_types(&text))
+            .unwrap_or_default()
+    })
+}
+
+/// `type ext ext...` lines of a mime.types file (`#` comments); the first
+/// type named for an extension wins. The types are kept for the process's
+/// life (a few hundred short strings, read once).
+fn parse_mime_types(text: &str) -> std::collections::HashMap<String, &'static str> {
+    let mut map = std::collections::HashMap::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut words = line.split_whitespace();
+        let Some(media) = words.next() else { continue };
+        // type/subtype, nothing that could break a header.
+        let valid = media
+            .split_once('/')
+            .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty())
+            && media
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/+-.".contains(&b));
+        if !valid {
+            continue;
+        }
+        let mut leaked: Option<&'static str> = None;
+        for ext in words {
+            let ext = ext.to_ascii_lowercase();
+            if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(ext) {
+                let media =
+                    *leaked.get_or_insert_with(|| &*Box::leak(media.to_owned().into_boxed_str()));
+                slot.insert(media);
+            }
+        }
+    }
+    map
 }
 
 #[cfg(test)]
@@ -948,6 +999,22 @@ mod tests {
             Lookup::Redirect(got) => assert_eq!(got, location, "{target}"),
             other => panic!("{target}: expected a redirect, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn mime_types_file_fills_in_unknown_extensions() {
+        let map = parse_mime_types(
+            "# comment\napplication/epub+zip\t\tepub\ntext/x-first  dup\ntext/x-second dup\n\
+             bad type\nno-slash ext\ninvalid/ty\"pe q\nmodel/gltf-binary glb GLB2\n",
+        );
+        assert_eq!(map.get("epub"), Some(&"application/epub+zip"));
+        assert_eq!(map.get("dup"), Some(&"text/x-first"), "the first wins");
+        assert_eq!(
+            map.get("glb2"),
+            Some(&"model/gltf-binary"),
+            "extensions fold case"
+        );
+        assert!(!map.contains_key("ext") && !map.contains_key("q") && !map.contains_key("type"));
     }
 
     #[test]
