@@ -202,6 +202,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_cached_file: u64,
 
+    /// Bytes the in-memory cache may hold in all; files beyond the budget
+    /// are streamed from disk, so a large tree cannot take the memory.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    pub max_cache_bytes: u64,
+
     /// Never sleep: poll the rings continuously (lowest latency; each queue
     /// thread uses a whole core). Default: spin briefly, then block in poll().
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false, hide_possible_values = true, hide_default_value = true)]

@@ -102,6 +102,7 @@ struct ConfigFile {
     stats_interval: Option<u64>,
     reload_interval: Option<u64>,
     max_cached_file: Option<u64>,
+    max_cache_bytes: Option<u64>,
     busy_poll: Option<bool>,
     shared_ip: Option<bool>,
     zero_copy: Option<bool>,
@@ -208,6 +209,7 @@ fn merge(
     take!(stats_interval);
     take!(reload_interval);
     take!(max_cached_file);
+    take!(max_cache_bytes);
     take!(busy_poll);
     take!(shared_ip);
     take!(zero_copy);

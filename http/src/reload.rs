@@ -108,7 +108,7 @@ impl<T> Snapshot<T> {
 /// Decides when to load the site again, one `check` per interval.
 pub struct Watcher {
     root: PathBuf,
-    max_file: u64,
+    limits: crate::site::CacheLimits,
     /// The fingerprint of what is being served.
     loaded: u64,
     /// The fingerprint seen by the previous check.
@@ -124,10 +124,10 @@ const READ_RETRIES: u32 = 3;
 
 impl Watcher {
     /// `loaded`: what the served site's load saw (`Site::seen`).
-    pub fn new(root: PathBuf, max_file: u64, loaded: u64) -> Watcher {
+    pub fn new(root: PathBuf, limits: impl Into<crate::site::CacheLimits>, loaded: u64) -> Watcher {
         Watcher {
             root,
-            max_file,
+            limits: limits.into(),
             loaded,
             previous: loaded,
             retries: 0,
@@ -152,7 +152,7 @@ impl Watcher {
         if now == self.loaded || !stable {
             return None;
         }
-        match Site::reload(&self.root, self.max_file, serving) {
+        match Site::reload(&self.root, self.limits, serving) {
             Ok(site) => {
                 // The load saw what was fingerprinted only if nothing moved
                 // meanwhile; otherwise the new site is still served (it is

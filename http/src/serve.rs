@@ -27,7 +27,7 @@ use crate::{
     reload::{self, SharedSite},
     request::Limits,
     server::{HttpConfig, HttpCounters, HttpServer, Shared, TlsSettings},
-    site::Site,
+    site::{CacheLimits, Site},
     tls::{self, Certificates, Identity},
 };
 
@@ -137,6 +137,7 @@ macro_rules! restart_only {
             admin_listen => "admin-listen", access_log => "access-log",
             access_log_format => "access-log-format", stats_interval => "stats-interval",
             reload_interval => "reload-interval", max_cached_file => "max-cached-file",
+            max_cache_bytes => "max-cache-bytes",
             busy_poll => "busy-poll", shared_ip => "shared-ip", zero_copy => "zero-copy",
             generic_xdp => "generic-xdp", umem_frames => "umem-frames", frame_size => "frame-size"
         )
@@ -219,7 +220,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("installing signal handlers")?;
 
-    let site = Site::load(&args.root, args.max_cached_file)?;
+    let limits = CacheLimits {
+        max_file: args.max_cached_file,
+        max_total: args.max_cache_bytes,
+    };
+    let site = Site::load(&args.root, limits)?;
     let (files, bytes) = site.stats();
     // What the load saw: a change made during it shows at the first look.
     let fingerprint = site.seen();
@@ -299,7 +304,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let reload_stop = Arc::new(AtomicBool::new(false));
     let reloader = if args.reload_interval > 0 {
-        let watcher = reload::Watcher::new(args.root.clone(), args.max_cached_file, fingerprint);
+        let watcher = reload::Watcher::new(args.root.clone(), limits, fingerprint);
         Some(
             reload::spawn(
                 watcher,
@@ -325,7 +330,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             match reload_all(&current, addr, &http) {
                 Ok(new) => {
                     // The site now, from the root that is served.
-                    match Site::load(&current.root, current.max_cached_file) {
+                    match Site::load(&current.root, limits) {
                         Ok(s) => site.publish(s),
                         Err(e) => tracing::error!(
                             "SIGHUP: the site did not load, the old one stays: {e:#}"

@@ -129,6 +129,25 @@ pub enum Lookup<'a> {
     BadRequest,
 }
 
+/// What the cache may hold: files up to `max_file` bytes each, and
+/// `max_total` bytes in all; files past either are kept open and streamed
+/// from disk instead, so a large tree cannot take the machine's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    pub max_file: u64,
+    pub max_total: u64,
+}
+
+impl From<u64> for CacheLimits {
+    /// A per-file limit and no total one.
+    fn from(max_file: u64) -> Self {
+        CacheLimits {
+            max_file,
+            max_total: u64::MAX,
+        }
+    }
+}
+
 impl Site {
     /// Loads every regular file under `root` recursively. Symlinks are
     /// followed only when their canonical target stays inside the canonical
@@ -139,21 +158,25 @@ impl Site {
     /// directory → Err with a clear message naming the path. Unreadable
     /// entries below the root are skipped with a warning rather than failing
     /// the whole start-up.
-    pub fn load(root: &Path, max_file: u64) -> anyhow::Result<Site> {
-        Site::load_reusing(root, max_file, None)
+    pub fn load(root: &Path, limits: impl Into<CacheLimits>) -> anyhow::Result<Site> {
+        Site::load_reusing(root, limits.into(), None)
     }
 
     /// `load`, taking from `previous` every file whose metadata has not
     /// changed instead of reading it again: a reload costs what changed,
     /// and unchanged bytes are shared with the site being served rather
     /// than held twice.
-    pub fn reload(root: &Path, max_file: u64, previous: &Arc<Site>) -> anyhow::Result<Site> {
-        Site::load_reusing(root, max_file, Some(previous.clone()))
+    pub fn reload(
+        root: &Path,
+        limits: impl Into<CacheLimits>,
+        previous: &Arc<Site>,
+    ) -> anyhow::Result<Site> {
+        Site::load_reusing(root, limits.into(), Some(previous.clone()))
     }
 
     fn load_reusing(
         root: &Path,
-        max_file: u64,
+        limits: CacheLimits,
         previous: Option<Arc<Site>>,
     ) -> anyhow::Result<Site> {
         let canonical_root = fs::canonicalize(root)
@@ -166,7 +189,7 @@ impl Site {
         fs::read_dir(&canonical_root)
             .with_context(|| format!("site root {}: cannot list", root.display()))?;
 
-        let mut loader = Loader::new(canonical_root.clone(), max_file, false);
+        let mut loader = Loader::new(canonical_root.clone(), limits, false);
         loader.previous = previous;
         loader.walk(canonical_root);
         let seen = loader.fingerprint();
@@ -201,7 +224,7 @@ impl Site {
             .with_context(|| format!("site root {}: cannot open", root.display()))?;
         fs::read_dir(&canonical_root)
             .with_context(|| format!("site root {}: cannot list", root.display()))?;
-        let mut loader = Loader::new(canonical_root.clone(), 0, true);
+        let mut loader = Loader::new(canonical_root.clone(), 0.into(), true);
         tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
             loader.walk(canonical_root)
         });
@@ -321,6 +344,8 @@ struct Loader {
     /// Canonical; every admitted path must lie under it.
     root: PathBuf,
     max_file: u64,
+    /// Bytes the cache may still take (`--max-cache-bytes`).
+    budget: u64,
     now: SystemTime,
     site: Site,
     /// Only fingerprint the files, read none.
@@ -359,10 +384,11 @@ struct PendingDir {
 }
 
 impl Loader {
-    fn new(root: PathBuf, max_file: u64, stat_only: bool) -> Loader {
+    fn new(root: PathBuf, limits: CacheLimits, stat_only: bool) -> Loader {
         Loader {
             root,
-            max_file,
+            max_file: limits.max_file,
+            budget: limits.max_total,
             // One clock reading for the whole load keeps clamping consistent.
             now: SystemTime::now(),
             site: Site {
@@ -493,7 +519,7 @@ impl Loader {
     /// (and still on the same side of the cache limit).
     fn reuse(&mut self, key: &str, metadata: &fs::Metadata) -> bool {
         let stamp = file_stamp(metadata);
-        let streamed = metadata.len() > self.max_file;
+        let streamed = !self.fits(metadata.len());
         let Some(mut entry) = self
             .previous
             .as_ref()
@@ -508,9 +534,15 @@ impl Loader {
         entry.brotli = None;
         if entry.disk.is_none() {
             self.site.total_bytes += entry.body.len() as u64;
+            self.budget -= entry.body.len() as u64;
         }
         self.site.files.insert(key.to_owned(), entry);
         true
+    }
+
+    /// Whether a file of `len` bytes is read into the cache (or streamed).
+    fn fits(&self, len: u64) -> bool {
+        len <= self.max_file && len <= self.budget
     }
 
     fn load_file(&mut self, path: &Path, key: String) {
@@ -520,7 +552,7 @@ impl Loader {
             Ok((f, m))
         });
         if let Ok((file, metadata)) = opened {
-            if metadata.is_file() && metadata.len() > self.max_file {
+            if metadata.is_file() && !self.fits(metadata.len()) {
                 let entry = self.entry(&key, Vec::new(), &metadata, Some(file));
                 self.site.files.insert(key, entry);
                 return;
@@ -557,6 +589,7 @@ impl Loader {
         };
         let entry = self.entry(&key, body, &metadata, None);
         self.site.total_bytes += entry.body.len() as u64;
+        self.budget = self.budget.saturating_sub(entry.body.len() as u64);
         self.site.files.insert(key, entry);
     }
 
@@ -999,6 +1032,34 @@ mod tests {
             Lookup::Redirect(got) => assert_eq!(got, location, "{target}"),
             other => panic!("{target}: expected a redirect, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_cache_budget_streams_what_does_not_fit() {
+        let dir = TempDir::new();
+        for name in ["a.txt", "b.txt", "c.txt", "d.txt"] {
+            dir.write(name, &[b'x'; 100]);
+        }
+        let limits = CacheLimits {
+            max_file: 1000,
+            max_total: 250,
+        };
+        let site = Site::load(&dir.0, limits).unwrap();
+        let (cached, streamed): (Vec<_>, Vec<_>) =
+            site.files.values().partition(|e| e.disk.is_none());
+        assert_eq!(
+            (cached.len(), streamed.len()),
+            (2, 2),
+            "two fit in 250 bytes"
+        );
+        assert_eq!(site.stats().1, 200, "cached bytes within the budget");
+        // Every file is still served, cached or not.
+        for name in ["/a.txt", "/b.txt", "/c.txt", "/d.txt"] {
+            assert!(matches!(site.lookup(name), Lookup::File(_)), "{name}");
+        }
+        // A reload keeps to the budget too (unchanged entries reused).
+        let again = Site::reload(&dir.0, limits, &Arc::new(site)).unwrap();
+        assert_eq!(again.stats().1, 200);
     }
 
     #[test]
