@@ -189,7 +189,8 @@ impl Site {
         fs::read_dir(&canonical_root)
             .with_context(|| format!("site root {}: cannot list", root.display()))?;
 
-        let mut loader = Loader::new(canonical_root.clone(), limits, false);
+        let mut loader = Loader::new(canonical_root.clone(), limits, false)
+            .with_context(|| format!("site root {}: cannot open", root.display()))?;
         loader.previous = previous;
         loader.walk(canonical_root);
         let seen = loader.fingerprint();
@@ -224,7 +225,8 @@ impl Site {
             .with_context(|| format!("site root {}: cannot open", root.display()))?;
         fs::read_dir(&canonical_root)
             .with_context(|| format!("site root {}: cannot list", root.display()))?;
-        let mut loader = Loader::new(canonical_root.clone(), 0.into(), true);
+        let mut loader = Loader::new(canonical_root.clone(), 0.into(), true)
+            .with_context(|| format!("site root {}: cannot open", root.display()))?;
         tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
             loader.walk(canonical_root)
         });
@@ -343,6 +345,9 @@ impl Site {
 struct Loader {
     /// Canonical; every admitted path must lie under it.
     root: PathBuf,
+    /// The root, opened once: every file and directory is opened beneath
+    /// it (openat2 with RESOLVE_BENEATH).
+    root_fd: std::os::fd::OwnedFd,
     max_file: u64,
     /// Bytes the cache may still take (`--max-cache-bytes`).
     budget: u64,
@@ -384,9 +389,11 @@ struct PendingDir {
 }
 
 impl Loader {
-    fn new(root: PathBuf, limits: CacheLimits, stat_only: bool) -> Loader {
-        Loader {
+    fn new(root: PathBuf, limits: CacheLimits, stat_only: bool) -> std::io::Result<Loader> {
+        let root_fd = std::os::fd::OwnedFd::from(fs::File::open(&root)?);
+        Ok(Loader {
             root,
+            root_fd,
             max_file: limits.max_file,
             budget: limits.max_total,
             // One clock reading for the whole load keeps clamping consistent.
@@ -402,7 +409,7 @@ impl Loader {
             stat_only,
             files_seen: 0,
             previous: None,
-        }
+        })
     }
 
     /// The walk's fingerprint: the files seen and every directory's key.
@@ -420,27 +427,22 @@ impl Loader {
         }];
         while let Some(dir) = pending.pop() {
             self.site.dirs.insert(dir.key.clone());
-            let listing = match fs::read_dir(&dir.path) {
-                Ok(listing) => listing,
+            // Listed through a descriptor opened beneath the root: a
+            // directory swapped for a link out of it since it was admitted
+            // is not followed.
+            let names = match self.list_beneath(&dir.path) {
+                Ok(names) => names,
                 Err(e) => {
                     tracing::warn!(dir = %dir.path.display(), error = %e, "skipping unreadable directory");
                     self.site.read_errors += 1;
                     continue;
                 }
             };
-            for item in listing {
-                let item = match item {
-                    Ok(item) => item,
-                    Err(e) => {
-                        tracing::warn!(dir = %dir.path.display(), error = %e, "skipping unreadable directory entry");
-                        self.site.read_errors += 1;
-                        continue;
-                    }
-                };
-                let path = item.path();
+            for name in names {
+                let path = dir.path.join(&name);
                 // A name that is not UTF-8 could never be requested: targets
                 // must decode to UTF-8.
-                let Ok(name) = item.file_name().into_string() else {
+                let Ok(name) = name.into_string() else {
                     tracing::warn!(path = %path.display(), "skipping file with a non-UTF-8 name");
                     continue;
                 };
@@ -476,6 +478,53 @@ impl Loader {
                 // FIFOs, sockets and devices are not content; ignore them.
             }
         }
+    }
+
+    /// Opens `path`, a canonical path under the root (the walk resolves
+    /// every admitted link to its canonical target first), through the
+    /// root's descriptor with openat2's RESOLVE_BENEATH and
+    /// RESOLVE_NO_SYMLINKS: a component swapped for a symlink since the walk
+    /// looked (a directory turned into a link out of the root) makes the
+    /// open fail instead of being followed. The check and the open are one
+    /// step in the kernel, so there is no window between them.
+    fn open_beneath(&self, path: &Path, directory: bool) -> std::io::Result<std::os::fd::OwnedFd> {
+        use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+        let relative = path.strip_prefix(&self.root).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "outside the site root",
+            )
+        })?;
+        let relative = if relative.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            relative
+        };
+        let mut flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK;
+        if directory {
+            flags |= OFlag::O_DIRECTORY;
+        }
+        let how = OpenHow::new()
+            .flags(flags)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        openat2(&self.root_fd, relative, how).map_err(std::io::Error::from)
+    }
+
+    /// The names in directory `path`, listed through a descriptor opened
+    /// beneath the root.
+    fn list_beneath(&self, path: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+        use std::os::unix::ffi::OsStrExt;
+        let fd = self.open_beneath(path, true)?;
+        let mut dir = nix::dir::Dir::from_fd(fd).map_err(std::io::Error::from)?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(std::io::Error::from)?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(std::ffi::OsStr::from_bytes(name).to_owned());
+            }
+        }
+        Ok(names)
     }
 
     /// The path to read for `path` and its (followed) metadata, or None if
@@ -547,7 +596,8 @@ impl Loader {
 
     fn load_file(&mut self, path: &Path, key: String) {
         // Too big to cache: keep it open and stream it.
-        let opened = fs::File::open(path).and_then(|f| {
+        let opened = self.open_beneath(path, false).and_then(|fd| {
+            let f = fs::File::from(fd);
             let m = f.metadata()?;
             Ok((f, m))
         });
@@ -559,7 +609,7 @@ impl Loader {
             }
         }
         let read = || -> std::io::Result<Option<(Vec<u8>, fs::Metadata)>> {
-            let mut file = fs::File::open(path)?;
+            let mut file = fs::File::from(self.open_beneath(path, false)?);
             // Metadata from the open handle describes exactly the bytes read.
             let metadata = file.metadata()?;
             if !metadata.is_file() || metadata.len() > self.max_file {
@@ -1032,6 +1082,38 @@ mod tests {
             Lookup::Redirect(got) => assert_eq!(got, location, "{target}"),
             other => panic!("{target}: expected a redirect, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn opens_never_leave_the_root_even_after_a_swap() {
+        let dir = TempDir::new();
+        dir.write("sub/page.html", b"inside");
+        dir.write("other/x.txt", b"also inside");
+        let outside = TempDir::new();
+        outside.write("secret.txt", b"outside");
+        let root = fs::canonicalize(&dir.0).unwrap();
+        let loader = Loader::new(root.clone(), 1024.into(), false).unwrap();
+        assert!(loader.list_beneath(&root.join("sub")).is_ok());
+        // The walk admitted sub/ as a directory; now it becomes a link out.
+        fs::remove_dir_all(root.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&outside.0, root.join("sub")).unwrap();
+        assert!(loader.list_beneath(&root.join("sub")).is_err());
+        assert!(loader
+            .open_beneath(&root.join("sub/secret.txt"), false)
+            .is_err());
+        // Canonical paths open; a path through a link does not (the walk
+        // opens a link's canonical target, checked to lie inside).
+        std::os::unix::fs::symlink(root.join("other"), root.join("alias")).unwrap();
+        assert!(loader
+            .open_beneath(&root.join("other/x.txt"), false)
+            .is_ok());
+        assert!(loader
+            .open_beneath(&root.join("alias/x.txt"), false)
+            .is_err());
+        // And a path that is not under the root at all is refused.
+        assert!(loader
+            .open_beneath(&outside.0.join("secret.txt"), false)
+            .is_err());
     }
 
     #[test]
