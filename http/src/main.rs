@@ -10,12 +10,17 @@ mod admin;
 mod cli;
 mod config;
 mod metrics;
+mod privileges;
 mod reload;
 mod request;
 mod response;
 mod serve;
 mod server;
+#[cfg(test)]
+mod server_tests;
 mod site;
+#[cfg(test)]
+mod testnet;
 mod tls;
 #[cfg(test)]
 mod tls_tests;

@@ -6,53 +6,26 @@
 //! the handshake timeout.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
-    path::PathBuf,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
+    net::SocketAddrV4,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use bypass_stack::{
-    api::events::{Conn, Core, EventApp, Handler},
-    driver::{
-        memlink::{Faults, MemLink, MemPort},
-        Device,
-    },
-    iface::Interface,
-    runtime::App,
-    tcp::{config::TcpConfig, connection::Error, shard::ShardConfig},
-    testkit,
+    api::events::{Conn, Core, Handler},
+    driver::memlink::Faults,
+    tcp::connection::Error,
     time::Instant,
 };
 use rustls::{pki_types::ServerName, ClientConfig, ClientConnection, RootCertStore};
 
 use crate::{
-    metrics::Metrics,
-    reload::{Published, SharedSite},
-    request::Limits,
-    server::{HttpConfig, HttpCounters, HttpServer, Shared, TlsSettings},
-    site::Site,
+    server::TlsSettings,
+    testnet::{http_config, temp_dir, Net, SERVER_IP},
     tls::{self, Certificates, TlsFailure},
 };
 
-const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
-const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
 const PAGE: &[u8] = b"<h1>hello over TLS</h1>\n";
-
-fn temp_dir(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "bypass-tls-net-{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Each ended connection: what arrived, whether close_notify came, and
 /// how it ended.
@@ -239,161 +212,56 @@ impl Handler for Clients {
     }
 }
 
-struct Net {
-    link: MemLink,
-    server: Interface,
-    server_port: MemPort,
-    server_app: EventApp<HttpServer>,
-    client: Interface,
-    client_port: MemPort,
-    client_app: EventApp<Clients>,
-    report: Arc<Mutex<HttpCounters>>,
-    done: Ended,
-    now: Instant,
-    _site: PathBuf,
+/// A server on port 443 with a self-signed certificate for bypass.test,
+/// and clients that trust it, running `scripts` one after the other with
+/// `versions`.
+fn net(
+    faults: Faults,
+    seed: u64,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    scripts: Vec<Script>,
+) -> (Net<Clients>, Ended) {
+    let state = temp_dir("state");
+    let (id, cert_path) = tls::self_signed(&state, &["bypass.test".to_string()]).unwrap();
+    let certs = Arc::new(Certificates {
+        identities: vec![id],
+    });
+    let tls = TlsSettings {
+        ports: vec![443],
+        config: tls::server_config(certs.clone()).unwrap(),
+        certs,
+        handshake_timeout: Duration::from_secs(10),
+        redirect: false,
+        hsts: None,
+    };
+    let mut roots = RootCertStore::empty();
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    roots
+        .add(CertificateDer::from_pem_file(&cert_path).unwrap())
+        .unwrap();
+    let client_config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let _ = std::fs::remove_dir_all(&state);
+    let done = Ended::default();
+    let clients = Clients {
+        config: Some(Arc::new(client_config)),
+        scripts,
+        done: done.clone(),
+        ..Clients::default()
+    };
+    let mut config = http_config(Some(tls));
+    config.ports = vec![];
+    let net = Net::new(faults, seed, config, &[("index.html", PAGE)], clients);
+    (net, done)
 }
 
-fn pass<H: bypass_stack::api::events::Handler>(
-    iface: &mut Interface,
-    port: &mut MemPort,
-    app: &mut EventApp<H>,
-    now: Instant,
-) {
-    while port.receive(64, |frame, tx| iface.receive_frame(frame, now, tx)) > 0 {}
-    app.poll(iface.tcp_mut().unwrap(), now);
-    iface.poll(now, &mut port.transmitter());
-}
-
-impl Net {
-    /// A server on port 443 with a self-signed certificate for
-    /// bypass.test, and clients that trust it, running `scripts` one after
-    /// the other with `versions`.
-    fn new(
-        faults: Faults,
-        seed: u64,
-        versions: &[&'static rustls::SupportedProtocolVersion],
-        scripts: Vec<Script>,
-    ) -> Net {
-        let dir = temp_dir("site");
-        std::fs::write(dir.join("index.html"), PAGE).unwrap();
-        let state = temp_dir("state");
-        let (id, cert_path) = tls::self_signed(&state, &["bypass.test".to_string()]).unwrap();
-        let certs = Arc::new(Certificates {
-            identities: vec![id],
-        });
-        let server_config = tls::server_config(certs.clone()).unwrap();
-        let report = Arc::new(Mutex::new(HttpCounters::default()));
-        let shared = Shared {
-            site: SharedSite::new(Site::load(&dir, 1 << 20).unwrap()),
-            config: Published::new(HttpConfig {
-                ports: vec![],
-                limits: Limits {
-                    request_line: 8192,
-                    header_count: 100,
-                    head_bytes: 16384,
-                    body_bytes: 65536,
-                },
-                max_connections: 100,
-                header_timeout: Duration::from_secs(60),
-                idle_timeout: Duration::from_secs(75),
-                send_timeout: Duration::from_secs(60),
-                acme_webroot: None,
-                serve_dotfiles: false,
-                tls: Some(TlsSettings {
-                    ports: vec![443],
-                    config: server_config,
-                    certs,
-                    handshake_timeout: Duration::from_secs(10),
-                    redirect: false,
-                    hsts: None,
-                }),
-            }),
-            open: Arc::new(AtomicUsize::new(0)),
-            report: report.clone(),
-            metrics: Arc::new(Metrics::new(None, Vec::new())),
-        };
-        let mut roots = RootCertStore::empty();
-        use rustls::pki_types::{pem::PemObject, CertificateDer};
-        roots
-            .add(CertificateDer::from_pem_file(&cert_path).unwrap())
-            .unwrap();
-        let client_config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_protocol_versions(versions)
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        let tcp = TcpConfig {
-            time_wait: Duration::from_millis(200),
-            ..TcpConfig::default()
-        };
-        let (link, client_port, server_port) = MemLink::new(faults, seed, 1514);
-        let mut server =
-            testkit::tcp_engine(SERVER_IP, 1, tcp.clone(), ShardConfig::default(), seed);
-        let mut client = testkit::tcp_engine(CLIENT_IP, 2, tcp, ShardConfig::default(), !seed);
-        let mut server_app = EventApp::new(HttpServer::new(&shared, 0, None));
-        server_app.start(server.tcp_mut().unwrap(), Instant::ZERO);
-        let done = Arc::new(Mutex::new(Vec::new()));
-        let mut client_app = EventApp::new(Clients {
-            config: Some(Arc::new(client_config)),
-            scripts,
-            done: done.clone(),
-            ..Clients::default()
-        });
-        client_app.start(client.tcp_mut().unwrap(), Instant::ZERO);
-        let _ = std::fs::remove_dir_all(&state);
-        Net {
-            link,
-            server,
-            server_port,
-            server_app,
-            client,
-            client_port,
-            client_app,
-            report,
-            done,
-            now: Instant::ZERO,
-            _site: dir,
-        }
-    }
-
-    /// Runs until every script ended, or virtual time passes `limit`.
-    fn run(&mut self, scripts: usize, limit: Duration) {
-        let end = Instant::ZERO + limit;
-        while self.now < end {
-            pass(
-                &mut self.server,
-                &mut self.server_port,
-                &mut self.server_app,
-                self.now,
-            );
-            pass(
-                &mut self.client,
-                &mut self.client_port,
-                &mut self.client_app,
-                self.now,
-            );
-            if self.done.lock().unwrap().len() >= scripts {
-                return;
-            }
-            // Never sleep past a pass: the client sends a chunk per pass,
-            // and the server sweeps once a second.
-            let deadlines = [
-                self.server.poll_at(self.now),
-                self.client.poll_at(self.now),
-                Some(self.now + Duration::from_millis(1)),
-            ];
-            testkit::advance(&self.link, &mut self.now, deadlines);
-        }
-    }
-
-    /// The server's counters (published when its app goes).
-    fn counters(self) -> HttpCounters {
-        drop(self.server_app);
-        let c = *self.report.lock().unwrap();
-        let _ = std::fs::remove_dir_all(&self._site);
-        c
-    }
+/// Runs until `scripts` connections ended, or virtual time passes `limit`.
+fn run(net: &mut Net<Clients>, done: &Ended, scripts: usize, limit: Duration) {
+    net.run_until(limit, |_| done.lock().unwrap().len() >= scripts);
 }
 
 fn lossy() -> Faults {
@@ -419,14 +287,14 @@ fn tls13_and_tls12_handshakes_serve_the_page_over_a_lossy_link() {
         (&[&rustls::version::TLS12][..], false),
     ] {
         for seed in 0..4 {
-            let mut net = Net::new(
+            let (mut net, ended) = net(
                 lossy(),
                 seed,
                 versions,
                 vec![Script::Get { chunk: 1 << 20 }],
             );
-            net.run(1, Duration::from_secs(120));
-            let done = net.done.lock().unwrap().clone();
+            run(&mut net, &ended, 1, Duration::from_secs(120));
+            let done = ended.lock().unwrap().clone();
             assert_eq!(done.len(), 1, "seed {seed}: the connection ended");
             let (got, close_notify, _) = &done[0];
             assert!(
@@ -453,9 +321,9 @@ fn a_second_connection_resumes_the_first_session() {
             Script::Get { chunk: 1 << 20 },
             Script::Get { chunk: 1 << 20 },
         ];
-        let mut net = Net::new(Faults::none(), 7, versions, scripts);
-        net.run(2, Duration::from_secs(60));
-        let done = net.done.lock().unwrap().clone();
+        let (mut net, ended) = net(Faults::none(), 7, versions, scripts);
+        run(&mut net, &ended, 2, Duration::from_secs(60));
+        let done = ended.lock().unwrap().clone();
         assert!(done.iter().all(|(got, _, _)| has_page(got)));
         let c = net.counters();
         assert_eq!((c.tls_full, c.tls_resumed), (1, 1), "{c}");
@@ -467,14 +335,14 @@ fn records_split_across_segments_at_many_boundaries() {
     // The client's records go out a few bytes per segment: the server must
     // put them back together at every cut.
     for chunk in [1, 2, 3, 5, 7, 13, 64, 517, 1000] {
-        let mut net = Net::new(
+        let (mut net, ended) = net(
             Faults::none(),
             chunk as u64,
             &[&rustls::version::TLS13],
             vec![Script::Get { chunk }],
         );
-        net.run(1, Duration::from_secs(60));
-        let done = net.done.lock().unwrap().clone();
+        run(&mut net, &ended, 1, Duration::from_secs(60));
+        let done = ended.lock().unwrap().clone();
         assert!(has_page(&done[0].0), "chunk {chunk}");
         assert_eq!(net.counters().tls_full, 1, "chunk {chunk}");
     }
@@ -492,9 +360,9 @@ fn garbage_and_plain_http_are_answered_counted_and_closed() {
             0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
         ]),
     ];
-    let mut net = Net::new(Faults::none(), 3, &[&rustls::version::TLS13], scripts);
-    net.run(3, Duration::from_secs(60));
-    let done = net.done.lock().unwrap().clone();
+    let (mut net, ended) = net(Faults::none(), 3, &[&rustls::version::TLS13], scripts);
+    run(&mut net, &ended, 3, Duration::from_secs(60));
+    let done = ended.lock().unwrap().clone();
     assert_eq!(done.len(), 3);
     // Garbage: a fatal alert record (content type 21) and a close.
     assert_eq!(done[0].0.first(), Some(&0x15), "{:?}", done[0].0);
@@ -514,14 +382,14 @@ fn garbage_and_plain_http_are_answered_counted_and_closed() {
 
 #[test]
 fn a_silent_client_is_cut_off_after_the_handshake_timeout() {
-    let mut net = Net::new(
+    let (mut net, ended) = net(
         Faults::none(),
         9,
         &[&rustls::version::TLS13],
         vec![Script::Silent],
     );
-    net.run(1, Duration::from_secs(30));
-    let done = net.done.lock().unwrap().clone();
+    run(&mut net, &ended, 1, Duration::from_secs(30));
+    let done = ended.lock().unwrap().clone();
     assert_eq!(done.len(), 1, "the server ended it");
     let ended_at = net.now;
     assert!(
