@@ -96,6 +96,11 @@ pub struct ServeArgs {
     #[arg(long = "server-name", value_name = "NAME")]
     pub server_names: Vec<String>,
 
+    /// Once set up (XDP attached, sockets bound, certificates read, logs
+    /// opened), run as this user with its group and no capabilities.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
     /// Where bypass keeps what it makes: the self-signed certificate and
     /// its key (mode 0600).
     #[arg(long, value_name = "DIR", default_value = "/var/lib/bypass")]

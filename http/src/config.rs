@@ -79,6 +79,7 @@ struct ConfigFile {
     key: Option<OneOrMany<PathBuf>>,
     server_name: Option<OneOrMany<String>>,
     state_dir: Option<PathBuf>,
+    user: Option<String>,
     tls_handshake_timeout: Option<u64>,
     /// `[[tls.cert]]` tables: `cert = "..."`, `key = "..."` each.
     tls: Option<TlsTables>,
@@ -180,6 +181,7 @@ fn merge(
         v.into_vec()
     ));
     take!(tls_handshake_timeout);
+    take!(user, user, |v| Ok(Some(v)));
     take!(redirect_https);
     take!(serve_dotfiles);
     take!(hsts, hsts, |v| Ok(Some(v)));

@@ -73,6 +73,16 @@ fn tls_settings(
                 args.state_dir.display()
             )
         })?;
+        if let (Some(user), true) = (&args.user, nix::unistd::geteuid().is_root()) {
+            // What --user will need to read it again on SIGHUP.
+            let target = crate::privileges::lookup(user)?;
+            let dir = args.state_dir.join("self-signed");
+            for p in ["", "cert.pem", "key.pem", "names"] {
+                let p = dir.join(p);
+                nix::unistd::chown(&p, Some(target.uid), Some(target.gid))
+                    .with_context(|| format!("handing {} to --user {user}", p.display()))?;
+            }
+        }
         tracing::warn!(
             "HTTPS uses a SELF-SIGNED certificate for {}: browsers will warn until you trust it or give --cert/--key; {} (SHA-256 {})",
             names.join(", "),
@@ -138,7 +148,7 @@ macro_rules! restart_only {
             access_log_format => "access-log-format", stats_interval => "stats-interval",
             reload_interval => "reload-interval", max_cached_file => "max-cached-file",
             max_cache_bytes => "max-cache-bytes",
-            busy_poll => "busy-poll", shared_ip => "shared-ip", zero_copy => "zero-copy",
+            user => "user", busy_poll => "busy-poll", shared_ip => "shared-ip", zero_copy => "zero-copy",
             generic_xdp => "generic-xdp", umem_frames => "umem-frames", frame_size => "frame-size"
         )
     };
@@ -181,6 +191,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .ip
         .context("--ip is required (on the command line or in --config)")?;
     let (addr, prefix_len) = (host.addr, host.prefix_len);
+    // Looked up first: a bad name stops us before anything is set up.
+    let drop_to = args
+        .user
+        .as_deref()
+        .map(crate::privileges::lookup)
+        .transpose()?;
     let config = LaunchConfig {
         prefix_len,
         gateway: args.gateway,
@@ -250,6 +266,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.access_log {
         crate::access_log::open(path, log_reopen.clone(), args.access_log_format)
             .with_context(|| format!("access log {}", path.display()))?;
+        // The cores open their own handles, possibly after --user took
+        // effect: the file is the user's.
+        if let Some(target) = &drop_to {
+            nix::unistd::chown(path, Some(target.uid), Some(target.gid))
+                .with_context(|| format!("handing access log {} to --user", path.display()))?;
+        }
     }
     // Bound before the stack starts: a bad address stops us before XDP is
     // attached.
@@ -285,6 +307,15 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         })?
     };
     metrics.set_stack(running.live());
+    if let Some(target) = &drop_to {
+        crate::privileges::drop_to(target)?;
+        tracing::info!(
+            "running as user {} (uid {}, gid {}) with no capabilities",
+            target.name,
+            target.uid,
+            target.gid
+        );
+    }
     let info = running.interface();
     tracing::info!(
         "site {} : {files} file(s), {bytes} bytes cached",

@@ -121,6 +121,35 @@ check "server exits 0" test "$SERVER_RC" = 0
 out=$(srv timeout 20 "$BYPASS" serve --iface bpx0 --ip 10.99.0.1 --root "$SITE" --admin-listen 192.0.2.1:9090 2>&1)
 check "an admin address that cannot be bound is a start-up error" grep -q "admin-listen 192.0.2.1:9090: cannot listen" <<<"$out"
 
+echo "== http safety: --user drops every privilege after set-up"
+id bypass-lab >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin bypass-lab
+UDIR=$(mktemp -d /tmp/bypass-user.XXXXXX)
+chmod 755 "$UDIR"
+cp -r "$SITE" "$UDIR/site" && chmod -R a+rX "$UDIR/site"
+mkdir -p "$UDIR/logs" "$UDIR/state" && chown bypass-lab: "$UDIR/logs"
+ULOG="$ARTIFACTS/safety-user.log"
+if start_server "$ULOG" --iface bpx0 --ip 10.99.0.1 --queues 1 --root "$UDIR/site" --tls-port 443 \
+  --state-dir "$UDIR/state" --access-log "$UDIR/logs/access.log" --user bypass-lab; then pass "server starts"; else fail "server starts" "$(cat "$ULOG")"; fi
+check "it says it dropped to the user" grep -q "running as user bypass-lab .* with no capabilities" "$ULOG"
+check "the process runs as that user" test "$(ps -o user= -p "$SERVER_PID" | tr -d ' ')" = bypass-lab
+check "no thread has a capability left" bash -c "for s in /proc/$SERVER_PID/task/*/status; do grep -q '^CapEff:[[:space:]]*0*$' \$s || exit 1; done"
+check "HTTP is served" test "$(code $URL/)" = 200
+check "HTTPS is served" test "$(cli curl -sk -o /dev/null -w '%{http_code}' --max-time 10 https://10.99.0.1/)" = 200
+kill -HUP "$SERVER_PID"
+sleep 1
+check "SIGHUP reloads as the user (the self-signed key is the user's)" grep -q "SIGHUP: settings and certificates reloaded" "$ULOG"
+mv "$UDIR/logs/access.log" "$UDIR/logs/access.log.1"
+kill -USR1 "$SERVER_PID"
+cli curl -s -o /dev/null --max-time 5 "$URL/?after-rotation"
+sleep 1.5
+check "the access log is reopened as the user" grep -q "after-rotation" "$UDIR/logs/access.log"
+stop_server
+check "server exits 0" test "$SERVER_RC" = 0
+check "XDP is detached at exit without any capability" no_xdp
+rm -rf "$UDIR"
+out=$(srv timeout 20 "$BYPASS" serve --iface bpx0 --ip 10.99.0.1 --root "$SITE" --user no-such-user-here 2>&1)
+check "an unknown --user is a start-up error" grep -q "no-such-user-here: no such user" <<<"$out"
+
 echo "== http safety: contradicting settings are refused at start"
 out=$(srv timeout 20 "$BYPASS" serve --iface bpx0 --ip 10.99.0.1 --root "$SITE" --max-request-line 200000 --max-head 400000 2>&1)
 check "a request-line limit the send buffer cannot answer" grep -q "must leave room in the 256 KiB send buffer" <<<"$out"
