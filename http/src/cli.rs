@@ -68,6 +68,40 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR", default_value = "./www")]
     pub root: std::path::PathBuf,
 
+    /// A virtual host: requests whose Host is one of NAMES (comma-separated,
+    /// `*.example.com` for subdomains) are served from DIR, with the same
+    /// rules as the default site (repeat for more; `[[site]]` tables in
+    /// --config give a site its own rules). Other requests get --root.
+    #[arg(long = "site", value_name = "NAMES=DIR", value_parser = crate::rules::parse_site)]
+    pub sites: Vec<(crate::rules::HostNames, std::path::PathBuf)>,
+
+    /// Answer errors with STATUS with this page of the site, status kept
+    /// (repeat for more), e.g. 404=/404.html.
+    #[arg(long = "error-page", value_name = "STATUS=PATH", value_parser = crate::rules::parse_error_page)]
+    pub error_pages: Vec<(u16, String)>,
+
+    /// Serve this page of the site (200) for paths it does not have, as
+    /// nginx's `try_files $uri /index.html` for single-page apps.
+    #[arg(long, value_name = "PATH", value_parser = parse_site_path)]
+    pub fallback: Option<String>,
+
+    /// Add this field to every response (repeat for more), e.g.
+    /// 'X-Content-Type-Options: nosniff'.
+    #[arg(long = "header", value_name = "'NAME: VALUE'", value_parser = crate::rules::parse_header)]
+    pub headers: Vec<(String, String)>,
+
+    /// Cache-Control by path pattern (`[[cache-control]]` in --config).
+    #[arg(skip)]
+    pub cache_control: Vec<(crate::rules::Pattern, String)>,
+
+    /// Redirects (`[[redirect]]` in --config).
+    #[arg(skip)]
+    pub redirects: Vec<crate::rules::Redirect>,
+
+    /// Virtual hosts with their own rules (`[[site]]` in --config).
+    #[arg(skip)]
+    pub site_tables: Vec<SiteTable>,
+
     /// TCP port to serve HTTP on (repeat for more). In shared-IP mode only
     /// these ports are steered to the stack; in owned-IP mode all TCP to
     /// the address goes to the stack.
@@ -239,6 +273,18 @@ pub struct ServeArgs {
     /// Bytes per UMEM frame: 2048 or 4096.
     #[arg(long, value_name = "BYTES", default_value_t = 2048, value_parser = parse_frame_size)]
     pub frame_size: u32,
+}
+
+/// A `[[site]]` table of the config file: names, root and own rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteTable {
+    pub names: crate::rules::HostNames,
+    pub root: std::path::PathBuf,
+    pub rules: crate::rules::SiteRules,
+}
+
+pub(crate) fn parse_site_path(s: &str) -> Result<String, String> {
+    crate::rules::site_path(s).map_err(|e| e.to_string())
 }
 
 /// An address with its on-link prefix length.

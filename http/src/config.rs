@@ -47,6 +47,87 @@ enum Cpus {
     List(Vec<usize>),
 }
 
+/// `[[cache-control]]`: a path pattern and the field's value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheControlFile {
+    pattern: String,
+    value: String,
+}
+
+/// `[[redirect]]`: an exact path, where to, and the status (301).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedirectFile {
+    from: String,
+    to: String,
+    status: Option<u16>,
+}
+
+/// The rules a site can have, at the top level or in a `[[site]]` (the
+/// same keys in both; serde's flatten would not deny unknown keys).
+#[derive(Debug, Default)]
+struct RulesFile {
+    error_page: Option<OneOrMany<String>>,
+    fallback: Option<String>,
+    header: Option<OneOrMany<String>>,
+    cache_control: Option<Vec<CacheControlFile>>,
+    redirect: Option<Vec<RedirectFile>>,
+}
+
+/// `[[site]]`: names, a root, and its own rules.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SiteFile {
+    names: OneOrMany<String>,
+    root: PathBuf,
+    error_page: Option<OneOrMany<String>>,
+    fallback: Option<String>,
+    header: Option<OneOrMany<String>>,
+    cache_control: Option<Vec<CacheControlFile>>,
+    redirect: Option<Vec<RedirectFile>>,
+}
+
+/// A `site` entry: `"NAMES=DIR"` as the flag spells it, or a table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SiteEntry {
+    Spelled(String),
+    Table(SiteFile),
+}
+
+/// Turns the file's rules into a site's, each value through its flag's
+/// parser.
+fn rules_of(file: RulesFile) -> anyhow::Result<crate::rules::SiteRules> {
+    use crate::rules;
+    let mut out = rules::SiteRules::default();
+    for e in file.error_page.map(OneOrMany::into_vec).unwrap_or_default() {
+        out.error_pages
+            .push(rules::parse_error_page(&e).map_err(|m| anyhow!("error-page: {m}"))?);
+    }
+    if let Some(f) = file.fallback {
+        out.fallback = Some(rules::site_path(&f).context("fallback")?);
+    }
+    for h in file.header.map(OneOrMany::into_vec).unwrap_or_default() {
+        out.headers
+            .push(rules::parse_header(&h).map_err(|m| anyhow!("header: {m}"))?);
+    }
+    for c in file.cache_control.unwrap_or_default() {
+        let value = rules::parse_header(&format!("Cache-Control: {}", c.value))
+            .map_err(|m| anyhow!("cache-control: {m}"))?
+            .1;
+        out.cache_control.push((
+            rules::Pattern::new(&c.pattern).context("cache-control")?,
+            value,
+        ));
+    }
+    for r in file.redirect.unwrap_or_default() {
+        out.redirects
+            .push(rules::redirect(&r.from, &r.to, r.status)?);
+    }
+    Ok(out)
+}
+
 /// `[tls]` in the file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +164,12 @@ struct ConfigFile {
     tls_handshake_timeout: Option<u64>,
     /// `[[tls.cert]]` tables: `cert = "..."`, `key = "..."` each.
     tls: Option<TlsTables>,
+    site: Option<Vec<SiteEntry>>,
+    error_page: Option<OneOrMany<String>>,
+    fallback: Option<String>,
+    header: Option<OneOrMany<String>>,
+    cache_control: Option<Vec<CacheControlFile>>,
+    redirect: Option<Vec<RedirectFile>>,
     acme_webroot: Option<PathBuf>,
     redirect_https: Option<bool>,
     serve_dotfiles: Option<bool>,
@@ -232,6 +319,51 @@ fn merge(
         .filter(|_| !on_command_line("acme_webroot"))
     {
         args.acme_webroot = Some(base.join(dir));
+    }
+    // The default site's rules: flags win per kind of rule.
+    let rules = rules_of(RulesFile {
+        error_page: file.error_page,
+        fallback: file.fallback,
+        header: file.header,
+        cache_control: file.cache_control,
+        redirect: file.redirect,
+    })?;
+    if !on_command_line("error_pages") && !rules.error_pages.is_empty() {
+        args.error_pages = rules.error_pages;
+    }
+    if !on_command_line("fallback") && rules.fallback.is_some() {
+        args.fallback = rules.fallback;
+    }
+    if !on_command_line("headers") && !rules.headers.is_empty() {
+        args.headers = rules.headers;
+    }
+    args.cache_control = rules.cache_control;
+    args.redirects = rules.redirects;
+    // Sites: spelled ones add to --site, tables bring their own rules.
+    for entry in file.site.unwrap_or_default() {
+        match entry {
+            SiteEntry::Spelled(s) => {
+                let (names, dir) =
+                    crate::rules::parse_site(&s).map_err(|m| anyhow!("site: {m}"))?;
+                args.sites.push((names, base.join(dir)));
+            }
+            SiteEntry::Table(t) => {
+                let names = crate::rules::HostNames::parse(&t.names.into_vec().join(","))
+                    .map_err(|m| anyhow!("site: {m}"))?;
+                args.site_tables.push(crate::cli::SiteTable {
+                    names,
+                    root: base.join(t.root),
+                    rules: rules_of(RulesFile {
+                        error_page: t.error_page,
+                        fallback: t.fallback,
+                        header: t.header,
+                        cache_control: t.cache_control,
+                        redirect: t.redirect,
+                    })
+                    .context("site")?,
+                });
+            }
+        }
     }
     if let Some(dir) = file.state_dir.filter(|_| !on_command_line("state_dir")) {
         args.state_dir = base.join(dir);
@@ -436,6 +568,78 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("key"), "{err}");
+    }
+
+    #[test]
+    fn site_rules_and_virtual_hosts() {
+        let args = serve(
+            &["--header", "X-From: flag"],
+            r#"
+            iface = "eth0"
+            ip = "203.0.113.7"
+            error-page = ["404=/404.html", "500=/oops.html"]
+            fallback = "/index.html"
+            header = ["X-From: file"]
+
+            [[cache-control]]
+            pattern = "*.css"
+            value = "max-age=60"
+
+            [[redirect]]
+            from = "/old"
+            to = "https://example.com/new"
+
+            [[site]]
+            names = ["b.example", "*.b.example"]
+            root = "sites/b"
+            error-page = "404=/missing.html"
+
+            [[site.redirect]]
+            from = "/x"
+            to = "/y"
+            status = 302
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            args.error_pages,
+            vec![(404, "/404.html".into()), (500, "/oops.html".into())]
+        );
+        assert_eq!(args.fallback.as_deref(), Some("/index.html"));
+        assert_eq!(
+            args.headers,
+            vec![("X-From".into(), "flag".into())],
+            "the flag wins"
+        );
+        assert_eq!(args.cache_control.len(), 1);
+        assert_eq!(args.redirects[0].status, 301, "301 when not said");
+        let b = &args.site_tables[0];
+        assert!(b.names.matches("x.b.example") && b.names.matches("B.EXAMPLE"));
+        assert_eq!(b.root, PathBuf::from("/etc/bypass/sites/b"));
+        assert_eq!(b.rules.error_page(404), Some("/missing.html"));
+        assert_eq!(b.rules.redirect("/x").map(|r| r.status), Some(302));
+        assert!(b.rules.headers.is_empty(), "a table has its own rules");
+        // The flag's spelling works in a file too (TOML cannot mix it with
+        // [[site]] tables under one key, but an inline array can).
+        let args = serve(
+            &[],
+            "iface = \"x\"\nip = \"1.2.3.4\"\nsite = [\"a.example=sites/a\", { names = \"c.example\", root = \"sites/c\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(args.sites[0].1, PathBuf::from("/etc/bypass/sites/a"));
+        assert_eq!(
+            args.site_tables[0].root,
+            PathBuf::from("/etc/bypass/sites/c")
+        );
+        for bad in [
+            "[[site]]\nnames = []\nroot = \"x\"\n",
+            "[[redirect]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = 200\n",
+            "[[cache-control]]\npattern = \"*.css\"\n",
+            "error-page = \"999=/x\"\n",
+            "[[site]]\nnames = \"a\"\nroot = \"x\"\nbogus = 1\n",
+        ] {
+            assert!(serve(&[], bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod privileges;
 mod reload;
 mod request;
 mod response;
+mod rules;
 mod serve;
 mod server;
 #[cfg(test)]

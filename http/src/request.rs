@@ -69,7 +69,7 @@ pub enum Version {
 }
 
 /// A request head, borrowing from the buffer.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
     pub method: Method,
     /// The method token as sent (for logs).

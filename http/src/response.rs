@@ -133,6 +133,10 @@ pub struct Response<'a> {
     pub keep_alive: bool,
     /// `Strict-Transport-Security: max-age=N` (RFC 6797), HTTPS only.
     pub hsts: Option<u64>,
+    /// `Cache-Control` from the site's rules.
+    pub cache_control: Option<&'a str>,
+    /// Fields the site's rules add to every response.
+    pub extra_headers: &'a [(String, String)],
     pub body: Body,
     /// Whether the body is sent (not for HEAD, 304).
     pub send_body: bool,
@@ -150,6 +154,8 @@ impl<'a> Response<'a> {
             last_modified: None,
             location: None,
             hsts: None,
+            cache_control: None,
+            extra_headers: &[],
             content_range: None,
             unsatisfied_range: None,
             content_encoding: None,
@@ -241,6 +247,12 @@ impl<'a> Response<'a> {
         if let Some(age) = self.hsts {
             let _ = write!(out, "Strict-Transport-Security: max-age={age}\r\n");
         }
+        if let Some(cc) = self.cache_control {
+            let _ = write!(out, "Cache-Control: {cc}\r\n");
+        }
+        for (name, value) in self.extra_headers {
+            let _ = write!(out, "{name}: {value}\r\n");
+        }
         if let Some((first, last, total)) = self.content_range {
             let _ = write!(out, "Content-Range: bytes {first}-{last}/{total}\r\n");
         }
@@ -301,6 +313,33 @@ pub fn finish<'a>(req: &Request<'_>, mut r: Response<'a>) -> Response<'a> {
     }
     // HTTP/1.0 clients get 1.1 responses too (RFC 9110 §6.2).
     r
+}
+
+/// `error_page CODE /page`: an error answer (4xx, 5xx) whose status has a
+/// page in `rules` gets that page of the site as its body, status kept
+/// (the page must be a cached file; a missing one leaves the short body).
+pub fn with_error_page<'a>(
+    r: &mut Response<'a>,
+    req: &Request<'_>,
+    site: &'a Site,
+    rules: &crate::rules::SiteRules,
+) {
+    if r.status < 400 || !matches!(r.body, Body::Static(_) | Body::Empty) {
+        return;
+    }
+    let Some(page) = rules.error_page(r.status) else {
+        return;
+    };
+    let Lookup::File(entry) = site.lookup_with(page, true) else {
+        return;
+    };
+    if entry.disk.is_some() {
+        return;
+    }
+    r.content_type = Some(entry.content_type);
+    r.length = Some(entry.body.len() as u64);
+    r.body = Body::Shared(entry.body.clone(), 0..entry.body.len());
+    r.send_body = req.method != Method::Head;
 }
 
 fn route<'a>(req: &Request<'_>, site: &'a Site, dotfiles: bool) -> Response<'a> {

@@ -2,6 +2,7 @@
 //! down, print what every core did.
 
 use std::{
+    path::PathBuf,
     process::ExitCode,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -26,7 +27,8 @@ use crate::{
     reload::Published,
     reload::{self, SharedSite},
     request::Limits,
-    server::{HttpConfig, HttpCounters, HttpServer, Shared, TlsSettings},
+    rules::SiteRules,
+    server::{HttpConfig, HttpCounters, HttpServer, Shared, TlsSettings, VirtualHost},
     site::{CacheLimits, Site},
     tls::{self, Certificates, Identity},
 };
@@ -129,9 +131,60 @@ fn http_config(
         idle_timeout: Duration::from_secs(args.idle_timeout),
         send_timeout: Duration::from_secs(args.send_timeout.max(1)),
         acme_webroot: args.acme_webroot.clone(),
+        rules: Arc::new(default_rules(args)),
         serve_dotfiles: args.serve_dotfiles,
         tls: tls_settings(args, addr, previous.and_then(|p| p.tls.as_ref()))?,
     })
+}
+
+/// The default site's rules, from the flags and the config file.
+fn default_rules(args: &ServeArgs) -> SiteRules {
+    SiteRules {
+        redirects: args.redirects.clone(),
+        fallback: args.fallback.clone(),
+        error_pages: args.error_pages.clone(),
+        headers: args.headers.clone(),
+        cache_control: args.cache_control.clone(),
+    }
+}
+
+/// Every virtual host: `--site` ones with the default site's rules,
+/// `[[site]]` tables with their own; each loaded now (a bad root stops
+/// start-up), with the fingerprint its reload watcher starts from.
+fn virtual_hosts(
+    args: &ServeArgs,
+    limits: CacheLimits,
+) -> anyhow::Result<Vec<(VirtualHost, PathBuf, u64)>> {
+    let spelled = args
+        .sites
+        .iter()
+        .map(|(names, root)| (names.clone(), root.clone(), default_rules(args)));
+    let tables = args
+        .site_tables
+        .iter()
+        .map(|t| (t.names.clone(), t.root.clone(), t.rules.clone()));
+    let mut out = Vec::new();
+    for (names, root, rules) in spelled.chain(tables) {
+        let site =
+            Site::load(&root, limits).with_context(|| format!("site {}", names.0.join(",")))?;
+        let (files, bytes) = site.stats();
+        tracing::info!(
+            "site {} for {}: {files} file(s), {bytes} bytes cached",
+            root.display(),
+            names.0.join(", ")
+        );
+        let fingerprint = site.seen();
+        out.push((
+            VirtualHost {
+                names,
+                site: SharedSite::new(site),
+                rules: Arc::new(rules),
+            },
+            root,
+            fingerprint,
+        ));
+    }
+    Ok(out)
 }
 
 /// Settings a reload cannot change while running (the interface, the
@@ -146,6 +199,7 @@ macro_rules! restart_only {
             metrics_path => "metrics-path", metrics_allow => "metrics-allow",
             admin_listen => "admin-listen", access_log => "access-log",
             access_log_format => "access-log-format", stats_interval => "stats-interval",
+            sites => "site", site_tables => "site",
             reload_interval => "reload-interval", max_cached_file => "max-cached-file",
             max_cache_bytes => "max-cache-bytes",
             user => "user", busy_poll => "busy-poll", shared_ip => "shared-ip", zero_copy => "zero-copy",
@@ -245,6 +299,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // What the load saw: a change made during it shows at the first look.
     let fingerprint = site.seen();
     let site = SharedSite::new(site);
+    let vhosts = virtual_hosts(args, limits)?;
+    let vhost_roots: Vec<(PathBuf, Arc<SharedSite>, u64)> = vhosts
+        .iter()
+        .map(|(v, root, fp)| (root.clone(), v.site.clone(), *fp))
+        .collect();
     let http = Published::new(http_config(args, addr, None)?);
     let tcp = TcpSetup::new(
         TcpConfig {
@@ -290,6 +349,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let log_format = args.access_log_format;
     let running = {
         let shared = Shared {
+            vhosts: vhosts.iter().map(|(v, _, _)| v.clone()).collect(),
             site: site.clone(),
             config: http.clone(),
             open: Arc::new(AtomicUsize::new(0)),
@@ -334,20 +394,20 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         args.tls_ports,
     );
     let reload_stop = Arc::new(AtomicBool::new(false));
-    let reloader = if args.reload_interval > 0 {
-        let watcher = reload::Watcher::new(args.root.clone(), limits, fingerprint);
-        Some(
-            reload::spawn(
-                watcher,
-                Duration::from_secs(args.reload_interval),
-                site.clone(),
-                reload_stop.clone(),
-            )
-            .context("starting the site reload thread")?,
-        )
-    } else {
-        None
-    };
+    // One reload thread per site: the default one and each virtual host.
+    let mut reloaders = Vec::new();
+    if args.reload_interval > 0 {
+        let every = Duration::from_secs(args.reload_interval);
+        let sites =
+            std::iter::once((args.root.clone(), site.clone(), fingerprint)).chain(vhost_roots);
+        for (root, shared, fp) in sites {
+            let watcher = reload::Watcher::new(root, limits, fp);
+            reloaders.push(
+                reload::spawn(watcher, every, shared, reload_stop.clone())
+                    .context("starting the site reload thread")?,
+            );
+        }
+    }
     let stats_every = Duration::from_secs(args.stats_interval);
     let mut last_stats = (std::time::Instant::now(), HttpCounters::default());
     // What is running now: a reload compares against it and replaces it.
@@ -425,9 +485,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(admin) = admin {
         let _ = admin.join();
     }
-    if let Some(reloader) = reloader {
+    for reloader in reloaders {
         if reloader.join().is_err() {
-            eprintln!("bypass: error: the site reload thread panicked; the site stopped reloading");
+            eprintln!("bypass: error: a site reload thread panicked; that site stopped reloading");
         }
     }
 

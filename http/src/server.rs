@@ -37,6 +37,8 @@ use crate::{
     reload::{Published, SharedSite, SiteHandle, Snapshot},
     request::{self, Limits, Method, Parsed, Version},
     response::{self, Body, DateCache, Response},
+    rules::{HostNames, SiteRules},
+    site::Site,
     tls::{Negotiated, TlsFailure, TlsStream, SUITES},
 };
 
@@ -59,6 +61,9 @@ pub struct HttpConfig {
     /// `--acme-webroot`: challenge files are read from here at request
     /// time (certbot writes each just before the CA asks for it).
     pub acme_webroot: Option<std::path::PathBuf>,
+    /// The default site's rules: redirects, fallback, error pages, headers,
+    /// Cache-Control.
+    pub rules: Arc<SiteRules>,
     /// HTTPS: the ports, the shared rustls configuration, and how long a
     /// handshake may take.
     pub tls: Option<TlsSettings>,
@@ -384,6 +389,8 @@ pub struct Exchange {
 pub struct HttpServer {
     /// The site, switched to a reloaded one between events.
     site: SiteHandle,
+    /// Virtual hosts, chosen by the request's Host before the default site.
+    vhosts: Vec<(HostNames, SiteHandle, Arc<SiteRules>)>,
     /// The settings, switched to reloaded ones (SIGHUP) between events.
     config: Snapshot<HttpConfig>,
     /// Connections open on every core (touched on accept and close only).
@@ -418,6 +425,7 @@ pub struct HttpServer {
 pub struct Shared {
     pub site: Arc<SharedSite>,
     pub config: Arc<Published<HttpConfig>>,
+    pub vhosts: Vec<VirtualHost>,
     /// Connections open on every core (touched on accept and close only).
     pub open: Arc<AtomicUsize>,
     /// Where the counters go when a core stops.
@@ -434,6 +442,14 @@ fn head_room(config: &HttpConfig) -> usize {
     config.limits.request_line + 2048
 }
 
+/// A site chosen by the request's Host (`--site`, `[[site]]`).
+#[derive(Clone)]
+pub struct VirtualHost {
+    pub names: HostNames,
+    pub site: Arc<SharedSite>,
+    pub rules: Arc<SiteRules>,
+}
+
 /// Head buffers kept for reuse per core.
 const POOL: usize = 1024;
 /// How long a lingering close waits for the peer's FIN.
@@ -445,15 +461,21 @@ impl HttpServer {
         let Shared {
             site,
             config,
+            vhosts,
             open,
             report,
             metrics,
         } = shared.clone();
         let site = SiteHandle::new(site);
+        let vhosts = vhosts
+            .into_iter()
+            .map(|v| (v.names, SiteHandle::new(v.site), v.rules))
+            .collect();
         let config = Snapshot::new(config);
         let head_room = head_room(config.get());
         HttpServer {
             site,
+            vhosts,
             config,
             open,
             report,
@@ -670,9 +692,10 @@ impl HttpServer {
                     let body_len = req.body_len;
                     // The response borrows the site, not the request, so
                     // the head buffer is free to move on.
-                    let site = self.site.get().clone();
+                    let (site, rules) = self.site_for(req.host);
                     let dotfiles = self.config.get().serve_dotfiles;
                     let metrics = self.metrics.clone();
+                    let path = req.target.split(['?', '#']).next().unwrap_or("");
                     let mut r = if req.method != Method::NotAllowed
                         && metrics.serves(req.target, *conn.peer().ip())
                     {
@@ -681,12 +704,37 @@ impl HttpServer {
                             &req,
                             response::text(200, "text/plain; version=0.0.4; charset=utf-8", page),
                         )
-                    } else if conn.tls.is_none() {
-                        self.plain_special(&req)
-                            .unwrap_or_else(|| response::respond_with(&req, &site, dotfiles))
+                    } else if let Some(special) = conn
+                        .tls
+                        .is_none()
+                        .then(|| self.plain_special(&req))
+                        .flatten()
+                    {
+                        special
+                    } else if let Some(to) = rules.redirect(path) {
+                        response::finish(
+                            &req,
+                            Response {
+                                location: Some(to.to.clone()),
+                                ..Response::short(to.status)
+                            },
+                        )
                     } else {
-                        response::respond_with(&req, &site, dotfiles)
+                        let mut r = response::respond_with(&req, &site, dotfiles);
+                        // try_files $uri /index.html: a path the site does
+                        // not have is answered with the fallback page.
+                        if let (404, Some(fallback)) = (r.status, rules.fallback.as_deref()) {
+                            if req.method != Method::NotAllowed {
+                                let mut alternative = req;
+                                alternative.target = fallback;
+                                r = response::respond_with(&alternative, &site, dotfiles);
+                            }
+                        }
+                        r
                     };
+                    response::with_error_page(&mut r, &req, &site, rules.as_ref());
+                    r.cache_control = rules.cache_control(path);
+                    r.extra_headers = &rules.headers;
                     // A streamed file is read as the response goes out; one
                     // rewritten on disk since it was loaded (truncated,
                     // grown, overwritten) could keep neither the promised
@@ -747,6 +795,17 @@ impl HttpServer {
                 }
             }
         }
+    }
+
+    /// The site and rules for a request's Host: the first virtual host
+    /// that names it, else the default site.
+    fn site_for(&self, host: Option<&str>) -> (Arc<Site>, Arc<SiteRules>) {
+        if let Some(host) = host {
+            if let Some((_, site, rules)) = self.vhosts.iter().find(|(n, _, _)| n.matches(host)) {
+                return (site.get().clone(), rules.clone());
+            }
+        }
+        (self.site.get().clone(), self.config.get().rules.clone())
     }
 
     /// What the plain ports answer before the site: ACME http-01 tokens
@@ -1078,6 +1137,9 @@ impl Handler for HttpServer {
     fn poll(&mut self, core: &mut Core<'_, HttpConn>) {
         if self.site.refresh() {
             tracing::debug!(core = self.core, "serving the reloaded site");
+        }
+        for (_, site, _) in &mut self.vhosts {
+            site.refresh();
         }
         if self.config.refresh() {
             // New limits, timeouts, certificates: for requests from now on

@@ -67,6 +67,7 @@ pub fn http_config(tls: Option<TlsSettings>) -> HttpConfig {
         idle_timeout: Duration::from_secs(75),
         send_timeout: Duration::from_secs(60),
         acme_webroot: None,
+        rules: Default::default(),
         serve_dotfiles: false,
         tls,
     }
@@ -114,6 +115,7 @@ impl<C: Handler> Net<C> {
         let shared = Shared {
             site: SharedSite::new(Site::load(&site, 1 << 20).unwrap()),
             config: Published::new(config),
+            vhosts: Vec::new(),
             open: Arc::new(AtomicUsize::new(0)),
             report: report.clone(),
             metrics: Arc::new(Metrics::new(None, Vec::new())),
