@@ -42,6 +42,7 @@ drop_reasons! {
     IcmpMalformed => "icmp_malformed",
     IcmpUnsupported => "icmp_unsupported_type",
     IcmpNotOwned => "icmp_in_shared_ip_mode",
+    IcmpFragNeededIgnored => "icmp_frag_needed_ignored",
     TcpUnhandled => "tcp_unhandled",
     TcpChecksum => "tcp_bad_checksum",
     TcpMalformed => "tcp_malformed",
@@ -89,6 +90,9 @@ pub struct Counters {
     /// Retransmission timeouts (RFC 6298 §5.4): stalls of at least one RTO
     /// that fast recovery did not prevent.
     pub tcp_timeouts: u64,
+    /// Connections whose segment size an ICMP "fragmentation needed"
+    /// lowered (RFC 1191, validated as RFC 5927 says).
+    pub tcp_pmtu_lowered: u64,
     /// Tail loss probes sent (RFC 8985 §7): a lost tail or a lost ACK
     /// repaired without waiting for the RTO.
     pub tcp_loss_probes: u64,
@@ -124,6 +128,7 @@ impl Default for Counters {
             tcp_refused: 0,
             tcp_retransmits: 0,
             tcp_timeouts: 0,
+            tcp_pmtu_lowered: 0,
             tcp_loss_probes: 0,
             forwarded_out: 0,
             forwarded_in: 0,
@@ -175,6 +180,7 @@ impl Counters {
         self.tcp_refused += other.tcp_refused;
         self.tcp_retransmits += other.tcp_retransmits;
         self.tcp_timeouts += other.tcp_timeouts;
+        self.tcp_pmtu_lowered += other.tcp_pmtu_lowered;
         self.tcp_loss_probes += other.tcp_loss_probes;
         self.forwarded_out += other.forwarded_out;
         self.forwarded_in += other.forwarded_in;
@@ -192,7 +198,7 @@ impl fmt::Display for Counters {
             "rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} arp_requests_in={} arp_replies_out={} \
              arp_replies_in={} arp_requests_out={} arp_resolve_failed={} icmp_echo_in={} icmp_echo_out={} \
              tcp_segments_in={} tcp_segments_out={} tcp_resets_out={} tcp_syn_in={} tcp_syncookies_sent={} \
-             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} tcp_retransmits={} tcp_timeouts={} tcp_loss_probes={} forwarded_out={} forwarded_in={} drops={}",
+             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} tcp_retransmits={} tcp_timeouts={} tcp_pmtu_lowered={} tcp_loss_probes={} forwarded_out={} forwarded_in={} drops={}",
             self.rx_frames,
             self.rx_bytes,
             self.tx_frames,
@@ -214,6 +220,7 @@ impl fmt::Display for Counters {
             self.tcp_refused,
             self.tcp_retransmits,
             self.tcp_timeouts,
+            self.tcp_pmtu_lowered,
             self.tcp_loss_probes,
             self.forwarded_out,
             self.forwarded_in,

@@ -396,6 +396,30 @@ impl Interface {
                     Err(e) => self.count_tx_error(e),
                 }
             }
+            Ok(IcmpInput::FragmentationNeeded {
+                next_hop_mtu,
+                quoted,
+            }) => {
+                // RFC 5927 §4: act only on a quote of a segment of ours,
+                // for a connection we have, whose sequence number is in
+                // flight; the connection checks the last part.
+                let ours = icmp::quoted_tcp(quoted).filter(|q| q.0 == self.config.ipv4.addr);
+                let applied = match (ours, self.tcp.as_mut()) {
+                    (Some((_, remote, local_port, remote_port, seq)), Some(shard)) => shard
+                        .path_mtu(
+                            std::net::SocketAddrV4::new(remote, remote_port),
+                            local_port,
+                            seq,
+                            next_hop_mtu,
+                        ),
+                    _ => false,
+                };
+                if applied {
+                    self.counters.tcp_pmtu_lowered += 1;
+                } else {
+                    self.counters.drop(DropReason::IcmpFragNeededIgnored);
+                }
+            }
             Ok(IcmpInput::Ignored) => {}
             Err(reason) => self.counters.drop(reason),
         }

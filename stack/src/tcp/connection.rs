@@ -191,6 +191,8 @@ const DUPACK_THRESHOLD: u32 = 3;
 const TLP_DELAYED_ACK: Duration = Duration::from_millis(200);
 /// The shortest probe timeout (Linux's 10 ms floor).
 const TLP_MIN: Duration = Duration::from_millis(10);
+/// The smallest path MTU believed (Linux's `ip_rt_min_pmtu`).
+const MIN_PMTU: usize = 552;
 /// At most one challenge ACK per connection this often (RFC 5961 §7;
 /// Linux's default `tcp_invalid_ratelimit`).
 const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_millis(500);
@@ -1218,6 +1220,36 @@ impl Connection {
             self.ack_now = true;
         }
         None
+    }
+
+    /// RFC 1191 / RFC 5927: a router on the path needs datagrams of at
+    /// most `next_hop_mtu` bytes, and said so quoting our segment at `seq`.
+    /// Taken only when `seq` is in flight (RFC 5927 §4.1: a blind attacker
+    /// cannot guess it) and the MTU is lower than what we use now; an MTU
+    /// below 552 counts as 552 (Linux's `min_pmtu`, so a forged message
+    /// cannot shrink segments to nothing). What is in flight is sent again
+    /// in the smaller size at once; this is not congestion, so the window
+    /// stays. True when applied.
+    pub fn path_mtu(&mut self, seq: SeqNumber, next_hop_mtu: u16) -> bool {
+        if !self.state.sends_data() || seq < self.snd_una || seq >= self.snd_max {
+            return false;
+        }
+        let options = if self.timestamps.is_some() {
+            TIMESTAMP_OPTION_LEN
+        } else {
+            0
+        };
+        let mtu = usize::from(next_hop_mtu).max(MIN_PMTU);
+        let mss = mtu.saturating_sub(40 + options).max(64);
+        if mss >= self.send_mss {
+            return false;
+        }
+        self.send_mss = mss;
+        self.cc.set_mss(mss);
+        // The segments that were too big are lost: send them again, now.
+        self.snd_nxt = self.snd_una;
+        self.rexmit_log.clear();
+        true
     }
 
     /// Restarts the keepalive timer: the peer was heard from.

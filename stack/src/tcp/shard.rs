@@ -745,6 +745,29 @@ impl Shard {
         });
     }
 
+    /// An ICMP "fragmentation needed" for the connection to `remote` from
+    /// `local_port`, quoting our segment at `seq`: true when the connection
+    /// took it (see [`Connection::path_mtu`]).
+    pub fn path_mtu(
+        &mut self,
+        remote: SocketAddrV4,
+        local_port: u16,
+        seq: u32,
+        next_hop_mtu: u16,
+    ) -> bool {
+        let Some(&index) = self.table.get(&(remote, local_port)) else {
+            return false;
+        };
+        let Some(conn) = self.slots[index as usize].conn.as_mut() else {
+            return false;
+        };
+        let applied = conn.path_mtu(SeqNumber(seq), next_hop_mtu);
+        if applied {
+            self.mark_ready(index);
+        }
+        applied
+    }
+
     /// Buffers for the next connection: a finished connection's when the
     /// pool has some, fresh ones otherwise.
     fn buffers(&mut self) -> Buffers {

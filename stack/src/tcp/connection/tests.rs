@@ -432,6 +432,37 @@ fn the_receive_window_edge_moves_only_in_big_steps() {
 }
 
 #[test]
+fn fragmentation_needed_lowers_the_segment_size_and_resends_rfc1191() {
+    let (mut c, now) = established(cfg());
+    c.send(&[5; 4000]).unwrap();
+    let first = drain(&mut c, now);
+    assert_eq!(seg_of(&first[0], A_ADDR, B_ADDR).len, 1460);
+    // RFC 5927 §4.1: a quote of a sequence number not in flight is
+    // ignored (below SND.UNA, at or beyond SND.MAX).
+    assert!(!c.path_mtu(SeqNumber(ISS), 1000));
+    assert!(!c.path_mtu(SeqNumber(ISS + 1 + 4000), 1000));
+    // A real one: 1000-byte MTU → 960-byte segments, sent again at once.
+    assert!(c.path_mtu(SeqNumber(ISS + 1 + 1460), 1000));
+    let again = drain(&mut c, now);
+    let lens: Vec<usize> = again
+        .iter()
+        .map(|b| seg_of(b, A_ADDR, B_ADDR).len)
+        .collect();
+    assert_eq!(
+        seg_of(&again[0], A_ADDR, B_ADDR).seq,
+        ISS + 1,
+        "from SND.UNA"
+    );
+    assert!(lens.iter().all(|&l| l <= 960), "{lens:?}");
+    assert_eq!(lens.iter().sum::<usize>(), 4000);
+    assert_eq!(c.status().send_mss, 960);
+    // Not lower: nothing to do; absurdly low: clamped to 552 - 40.
+    assert!(!c.path_mtu(SeqNumber(ISS + 1), 1400));
+    assert!(c.path_mtu(SeqNumber(ISS + 1), 68));
+    assert_eq!(c.status().send_mss, 512);
+}
+
+#[test]
 fn unacceptable_ack_is_answered_and_dropped() {
     let (mut c, now) = established(cfg());
     c.send(b"hello").unwrap();
