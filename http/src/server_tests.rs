@@ -140,6 +140,27 @@ fn secs(t: Option<Instant>) -> f64 {
     t.map_or(f64::NAN, |t| t.total_micros() as f64 / 1e6)
 }
 
+/// One client connection with `plan` against a server with `config`
+/// serving the page, run until it ends or `limit` passes: how it ended,
+/// and the server's counters.
+fn one(
+    config: crate::server::HttpConfig,
+    plan: Plan,
+    seed: u64,
+    limit: Duration,
+) -> (Outcome, crate::server::HttpCounters) {
+    let mut net = Net::new(
+        Faults::none(),
+        seed,
+        config,
+        &[("index.html", PAGE)],
+        Clients::new(vec![plan]),
+    );
+    net.run_until(limit, |c| c.handler().ended());
+    let outcome = net.client_app.handler().outcomes[0].clone();
+    (outcome, net.counters())
+}
+
 #[test]
 fn an_unfinished_head_gets_408_after_the_header_timeout() {
     let mut config = http_config(None);
@@ -148,15 +169,7 @@ fn an_unfinished_head_gets_408_after_the_header_timeout() {
         send: b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec(),
         read: true,
     };
-    let mut net = Net::new(
-        Faults::none(),
-        1,
-        config,
-        &[("index.html", PAGE)],
-        Clients::new(vec![plan]),
-    );
-    net.run_until(Duration::from_secs(30), |c| c.handler().ended());
-    let o = net.client_app.handler().outcomes[0].clone();
+    let (o, c) = one(config, plan, 1, Duration::from_secs(30));
     assert!(
         o.got.starts_with(b"HTTP/1.1 408 "),
         "{:?}",
@@ -165,7 +178,6 @@ fn an_unfinished_head_gets_408_after_the_header_timeout() {
     // The sweep runs once a second: between 5 and 6.1 s.
     let fin = secs(o.fin_at);
     assert!((5.0..6.1).contains(&fin), "408 and FIN at {fin} s");
-    let c = net.counters();
     assert_eq!((c.timeouts, c.by_class[4]), (1, 1), "{c}");
 }
 
@@ -177,15 +189,7 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         send: get("/", ""),
         read: true,
     };
-    let mut net = Net::new(
-        Faults::none(),
-        2,
-        config,
-        &[("index.html", PAGE)],
-        Clients::new(vec![plan]),
-    );
-    net.run_until(Duration::from_secs(60), |c| c.handler().ended());
-    let o = net.client_app.handler().outcomes[0].clone();
+    let (o, c) = one(config, plan, 2, Duration::from_secs(60));
     assert!(o.got.starts_with(b"HTTP/1.1 200 OK"));
     assert_eq!(
         o.got.windows(4).filter(|w| w == b"HTTP").count(),
@@ -195,7 +199,7 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let fin = secs(o.fin_at);
     assert!((10.0..11.1).contains(&fin), "closed at {fin} s");
     assert_eq!(o.why, None, "a clean close, not a reset");
-    assert_eq!(net.counters().timeouts, 1);
+    assert_eq!(c.timeouts, 1);
 }
 
 #[test]
@@ -208,19 +212,11 @@ fn a_client_that_stops_reading_is_reset_after_the_send_timeout() {
         send: (0..3000).flat_map(|_| get("/", "")).collect(),
         read: false,
     };
-    let mut net = Net::new(
-        Faults::none(),
-        3,
-        config,
-        &[("index.html", PAGE)],
-        Clients::new(vec![plan]),
-    );
-    net.run_until(Duration::from_secs(60), |c| c.handler().ended());
-    let o = net.client_app.handler().outcomes[0].clone();
+    let (o, c) = one(config, plan, 3, Duration::from_secs(60));
     assert_eq!(o.why, Some(Error::Reset), "{o:?}");
     let closed = secs(o.closed_at);
     assert!((5.0..8.0).contains(&closed), "reset at {closed} s");
-    assert_eq!(net.counters().timeouts, 1);
+    assert_eq!(c.timeouts, 1);
 }
 
 #[test]
@@ -272,15 +268,8 @@ fn a_closing_connection_lingers_for_the_peer_then_resets() {
         send: get("/", "Connection: close\r\n"),
         read: false,
     };
-    let mut net = Net::new(
-        Faults::none(),
-        5,
-        http_config(None),
-        &[("index.html", PAGE)],
-        Clients::new(vec![plan]),
-    );
-    net.run_until(Duration::from_secs(90), |c| c.handler().ended());
-    let o = net.client_app.handler().outcomes[0].clone();
+    let (o, c) = one(http_config(None), plan, 5, Duration::from_secs(90));
+    assert_eq!(c.timeouts, 1, "the linger time counts as a timeout");
     assert!(o.fin_at.is_some(), "the server's FIN after the response");
     assert_eq!(o.why, Some(Error::Reset));
     let closed = secs(o.closed_at);
