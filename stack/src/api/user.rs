@@ -78,6 +78,10 @@ pub enum UserError {
     WaitTimeout,
     #[error("the stack is shut down")]
     StackDown,
+    /// OPEN to a broadcast, multicast or unspecified address (RFC 9293
+    /// §3.9.1.1).
+    #[error("invalid remote address")]
+    InvalidAddress,
 }
 
 impl From<Error> for UserError {
@@ -920,6 +924,9 @@ impl UserCore {
                     Err(ShardError::AlreadyListening) => unreachable!("connect never listens"),
                     Err(ShardError::NoSlots | ShardError::NoPorts) => {
                         shared.finish(Some(UserError::InsufficientResources));
+                    }
+                    Err(ShardError::InvalidAddress) => {
+                        shared.finish(Some(UserError::InvalidAddress));
                     }
                 }
             }

@@ -88,7 +88,9 @@ impl Default for TcpConfig {
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(120),
-            syn_retries: 6,
+            // 7 retries with a 1 s initial RTO keep a SYN going for 255 s:
+            // RFC 9293 MUST-23 asks at least 3 minutes (Linux's 6 give 127 s).
+            syn_retries: 7,
             synack_retries: 5,
             max_retransmits: 15,
             time_wait: Duration::from_secs(60),

@@ -191,6 +191,8 @@ const DUPACK_THRESHOLD: u32 = 3;
 const TLP_DELAYED_ACK: Duration = Duration::from_millis(200);
 /// The shortest probe timeout (Linux's 10 ms floor).
 const TLP_MIN: Duration = Duration::from_millis(10);
+/// RFC 6298 §5.7: the RTO data starts with after a lost SYN or SYN-ACK.
+const SYN_FALLBACK_RTO: Duration = Duration::from_secs(3);
 /// The smallest path MTU believed (Linux's `ip_rt_min_pmtu`).
 const MIN_PMTU: usize = 552;
 /// At most one challenge ACK per connection this often (RFC 5961 §7;
@@ -1002,9 +1004,7 @@ impl Connection {
                 self.max_snd_wnd = self.snd_wnd;
                 self.snd_wl2 = ack;
                 self.ack_sample(now, seg, ack);
-                self.rto_at = None;
-                self.timeouts = 0;
-                self.unacked_since = None;
+                self.handshake_timers_done();
                 self.enter_established(now);
                 self.ack_now = true;
             }
@@ -1018,6 +1018,18 @@ impl Connection {
             }
         }
         None
+    }
+
+    /// The handshake is over: its timer goes; if a SYN or SYN-ACK had to
+    /// be sent again and no RTT was measured, data starts with a 3 s RTO
+    /// (RFC 6298 §5.7, RFC 9293 MUST-18).
+    fn handshake_timers_done(&mut self) {
+        if self.timeouts > 0 {
+            self.rtt.fall_back(SYN_FALLBACK_RTO);
+        }
+        self.rto_at = None;
+        self.timeouts = 0;
+        self.unacked_since = None;
     }
 
     fn enter_established(&mut self, now: Instant) {
@@ -1167,9 +1179,7 @@ impl Connection {
             self.snd_wl1 = seg.seq_number;
             self.snd_wl2 = ack;
             self.ack_sample(now, seg, self.iss + 1);
-            self.rto_at = None;
-            self.timeouts = 0;
-            self.unacked_since = None;
+            self.handshake_timers_done();
             self.enter_established(now);
         }
         // RFC 5961 §5.2: acceptable ACKs lie in
@@ -1431,6 +1441,8 @@ impl Connection {
             }
             self.scoreboard.advance(ack);
             self.rexmit_log.advance(ack);
+            // A backed-off RTO stays until a new sample (RFC 9293 §3.8.2,
+            // MUST-19; Karn): `ack_sample` above ends it when there is one.
             // RFC 6582 §3.2: past `recover` (RFC 6675 §5.1 with SACK: at
             // or past RecoveryPoint).
             if self
@@ -1440,7 +1452,6 @@ impl Connection {
                 self.recover_mark = None;
             }
             self.timeouts = 0;
-            self.rtt.reset_backoff();
             self.persist_backoff = 0;
             if freed > 0 {
                 self.events.insert(Events::WRITABLE);
@@ -1745,6 +1756,14 @@ impl Connection {
         }
         if self.keepalive_at.is_some_and(|t| t <= now) {
             if let Some(k) = self.cfg.keepalive {
+                if self.snd_max > self.snd_una || self.rto_at.is_some() {
+                    // Data is outstanding: the retransmission timer (and R2)
+                    // watches the peer; keep-alives are for an idle
+                    // connection only (RFC 9293 §3.8.4, MUST-26).
+                    self.keepalive_at = Some(now + k.idle);
+                    self.keepalive_probes = 0;
+                    return;
+                }
                 if self.keepalive_probes >= k.probes {
                     self.enter_closed(Some(Error::TimedOut));
                     return;
@@ -2355,3 +2374,6 @@ pub(crate) fn reset_segment(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod conformance;

@@ -87,6 +87,18 @@ impl RttEstimator {
         self.backoff = 0;
     }
 
+    /// RFC 6298 §5.7: the SYN or SYN-ACK had to be sent again and no RTT
+    /// was measured, so the path is slow or lossy and the initial RTO was
+    /// too short: data transmission starts with an RTO of at least
+    /// `fallback` (3 s in the RFC). A measured RTT (a timestamp echo on the
+    /// handshake) makes it unnecessary.
+    pub fn fall_back(&mut self, fallback: Duration) {
+        if self.srtt.is_none() {
+            self.base_rto = self.base_rto.max(fallback).min(self.max_rto);
+        }
+        self.backoff = 0;
+    }
+
     /// The retransmission timeout to arm now: the estimator's RTO doubled
     /// once per [`backoff`](Self::backoff) (§5.5), never above `max_rto`.
     pub fn rto(&self) -> Duration {
@@ -152,6 +164,19 @@ mod tests {
 
     fn est() -> RttEstimator {
         RttEstimator::new(ms(1000), ms(200), ms(60_000))
+    }
+
+    #[test]
+    fn a_lost_handshake_falls_back_to_three_seconds() {
+        let mut e = est();
+        e.backoff();
+        e.fall_back(Duration::from_secs(3));
+        assert_eq!(e.rto(), Duration::from_secs(3), "§5.7, without the backoff");
+        let mut measured = est();
+        measured.sample(ms(40));
+        let before = measured.rto();
+        measured.fall_back(Duration::from_secs(3));
+        assert_eq!(measured.rto(), before, "a measured RTT needs no fallback");
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub enum ShardError {
     NoSlots,
     /// No free local port for an active open.
     NoPorts,
+    /// An active open to a broadcast, multicast or unspecified address
+    /// (RFC 9293 §3.9.1.1, MUST-46).
+    InvalidAddress,
 }
 
 impl std::fmt::Display for ShardError {
@@ -88,6 +91,9 @@ impl std::fmt::Display for ShardError {
             ShardError::AlreadyListening => "connection already exists",
             ShardError::NoSlots => "insufficient resources",
             ShardError::NoPorts => "insufficient resources: no free local port",
+            ShardError::InvalidAddress => {
+                "invalid remote address (broadcast, multicast or unspecified)"
+            }
         })
     }
 }
@@ -366,6 +372,10 @@ impl Shard {
         peer_mac: Option<EthernetAddress>,
         now: Instant,
     ) -> Result<ConnectionHandle, ShardError> {
+        let ip = remote.ip();
+        if ip.is_broadcast() || ip.is_multicast() || ip.is_unspecified() || remote.port() == 0 {
+            return Err(ShardError::InvalidAddress);
+        }
         let port = self.free_port(remote)?;
         let local = self.local(port);
         let iss = self.isn.isn(local, remote, now);
