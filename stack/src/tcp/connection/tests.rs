@@ -819,6 +819,54 @@ fn three_duplicate_acks_trigger_fast_retransmit() {
 }
 
 #[test]
+fn fast_retransmit_still_works_2_gib_after_the_last_recovery() {
+    // RFC 6582's "recover" must not turn fast retransmit off once the
+    // sequence space has moved on by 2^31 (where a stale mark would compare
+    // as ahead of every ACK). After a recovery, move the whole connection
+    // 2^31 + 1 bytes further (as 2 GiB of loss-free transfer would) and
+    // lose a segment: three duplicates must still retransmit it.
+    let (mut c, now) = established(cfg());
+    c.send(&[7u8; 1460 * 8]).unwrap();
+    drain(&mut c, now);
+    let dup = |c: &mut Connection, ack: u32| {
+        c.process(
+            now,
+            &peer_seg(TcpControl::None, PEER_ISS + 1, Some(ack), 65535, b""),
+        );
+    };
+    for _ in 0..3 {
+        dup(&mut c, ISS + 1);
+    }
+    drain(&mut c, now);
+    dup(&mut c, ISS + 1 + 1460 * 8);
+    assert!(c.recovery.is_none(), "the recovery is over");
+    drain(&mut c, now);
+    // The next data acknowledged past `recover`, then 2^31 + 1 bytes
+    // more, as if sent and acknowledged without loss.
+    c.send(&[9u8; 100]).unwrap();
+    drain(&mut c, now);
+    dup(&mut c, ISS + 1 + 1460 * 8 + 100);
+    let far = SeqNumber((ISS + 1 + 1460 * 8 + 100).wrapping_add((1u32 << 31) + 1));
+    c.snd_una = far;
+    c.snd_nxt = far;
+    c.snd_max = far;
+    c.snd_wl2 = far;
+    let retransmits = c.status().retransmits;
+    c.send(&[8u8; 1460 * 8]).unwrap();
+    assert!(!drain(&mut c, now).is_empty());
+    for _ in 0..3 {
+        dup(&mut c, far.0);
+    }
+    let out = drain(&mut c, now);
+    assert_eq!(
+        seg_of(&out[0], A_ADDR, B_ADDR).seq,
+        far.0,
+        "fast retransmit"
+    );
+    assert_eq!(c.status().retransmits, retransmits + 1);
+}
+
+#[test]
 fn paws_drops_old_timestamps() {
     let now = Instant::ZERO;
     let mut c = Connection::connect(&cfg(), A_ADDR, B_ADDR, SeqNumber(ISS), now);
