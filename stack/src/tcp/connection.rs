@@ -341,6 +341,10 @@ pub struct Connection {
     tlp_at: Option<Instant>,
     /// A probe is due now.
     tlp_due: bool,
+    /// A probe went and no ACK has acknowledged new data since: no other
+    /// probe until one does (RFC 8985 §7.3), so a run of probes can never
+    /// keep pushing the retransmission timer away.
+    tlp_outstanding: bool,
     /// Loss probes sent so far.
     loss_probes: u64,
 
@@ -440,6 +444,7 @@ impl Connection {
             recover_mark: None,
             tlp_at: None,
             tlp_due: false,
+            tlp_outstanding: false,
             loss_probes: 0,
             persist_at: None,
             persist_backoff: 0,
@@ -1500,6 +1505,7 @@ impl Connection {
                 self.rto_at = Some(now + self.rtt.rto());
                 self.unacked_since = Some(now);
             }
+            self.tlp_outstanding = false;
             self.arm_tlp(now);
             if fin_acked {
                 self.our_fin_acked(now);
@@ -1893,6 +1899,7 @@ impl Connection {
             if n > 0 {
                 sent_any = true;
                 self.loss_probes += 1;
+                self.tlp_outstanding = true;
                 self.rto_at = Some(now + self.rtt.rto());
             }
         }
@@ -1985,6 +1992,7 @@ impl Connection {
     fn arm_tlp(&mut self, now: Instant) {
         self.tlp_at = None;
         if !self.sack
+            || self.tlp_outstanding
             || self.recovery.is_some()
             || self.snd_max == self.snd_una
             || self.timeouts > 0
