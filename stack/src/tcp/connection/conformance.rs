@@ -39,6 +39,8 @@ use std::{
 };
 
 use super::*;
+// The segment helpers and addresses the engine's other tests use.
+use super::tests::{peer_seg, serialize, A_ADDR, B_ADDR, ISS, PEER_ISS};
 use crate::{
     counters::Counters,
     tcp::{
@@ -49,11 +51,6 @@ use crate::{
     },
     wire::{EthernetAddress, TcpPacket},
 };
-
-const A_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000);
-const B_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7);
-const ISS: u32 = 1000;
-const PEER_ISS: u32 = 5000;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -72,16 +69,6 @@ fn cfg() -> TcpConfig {
         sack: false,
         ..TcpConfig::default()
     }
-}
-
-fn serialize(repr: &TcpRepr, src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
-    let mut buf = vec![0u8; repr.buffer_len()];
-    repr.emit(
-        &mut TcpPacket::new_unchecked(&mut buf[..]),
-        *src.ip(),
-        *dst.ip(),
-    );
-    buf
 }
 
 /// A segment that came out, serialized and read back.
@@ -122,31 +109,6 @@ fn drain(c: &mut Connection, now: Instant) -> Vec<Seg> {
     })
     .unwrap();
     out.into_iter().map(|b| seg_of(b, src, dst)).collect()
-}
-
-/// A segment from the peer (B to A).
-fn peer_seg(
-    control: TcpControl,
-    seq: u32,
-    ack: Option<u32>,
-    window: u16,
-    payload: &[u8],
-) -> TcpRepr<'_> {
-    TcpRepr {
-        src_port: B_ADDR.port(),
-        dst_port: A_ADDR.port(),
-        control,
-        seq_number: SeqNumber(seq),
-        ack_number: ack.map(SeqNumber),
-        window_len: window,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        urgent_pointer: None,
-        payload,
-    }
 }
 
 // Flag bits as on the wire (RFC 9293 §3.1).

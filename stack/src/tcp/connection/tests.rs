@@ -15,8 +15,8 @@ use crate::{
     wire::TcpPacket,
 };
 
-const A_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000);
-const B_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7);
+pub(super) const A_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000);
+pub(super) const B_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7);
 
 fn cfg() -> TcpConfig {
     TcpConfig {
@@ -26,7 +26,7 @@ fn cfg() -> TcpConfig {
 }
 
 /// A segment as bytes, the way it crosses a wire.
-fn serialize(repr: &TcpRepr, src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
+pub(super) fn serialize(repr: &TcpRepr, src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
     let mut buf = vec![0u8; repr.buffer_len()];
     repr.emit(
         &mut TcpPacket::new_unchecked(&mut buf[..]),
@@ -86,7 +86,7 @@ fn seg_of(bytes: &[u8], src: SocketAddrV4, dst: SocketAddrV4) -> Seg {
 
 /// Builds a segment from the peer's side by hand.
 #[allow(clippy::too_many_arguments)]
-fn peer_seg(
+pub(super) fn peer_seg(
     control: TcpControl,
     seq: u32,
     ack: Option<u32>,
@@ -110,8 +110,8 @@ fn peer_seg(
     }
 }
 
-const ISS: u32 = 1000;
-const PEER_ISS: u32 = 5000;
+pub(super) const ISS: u32 = 1000;
+pub(super) const PEER_ISS: u32 = 5000;
 
 /// A connection from A to B driven by hand to ESTABLISHED, without options.
 fn established(config: TcpConfig) -> (Connection, Instant) {
