@@ -16,10 +16,7 @@ use std::{
 
 use bypass_stack::{
     api::events::{EventApp, Handler},
-    driver::{
-        memlink::{Faults, MemLink, MemPort},
-        Device,
-    },
+    driver::memlink::{Faults, MemLink, MemPort},
     iface::Interface,
     runtime::App,
     tcp::{config::TcpConfig, shard::ShardConfig},
@@ -86,17 +83,6 @@ pub struct Net<C: Handler> {
     site: PathBuf,
 }
 
-fn pass<H: Handler>(
-    iface: &mut Interface,
-    port: &mut MemPort,
-    app: &mut EventApp<H>,
-    now: Instant,
-) {
-    while port.receive(64, |frame, tx| iface.receive_frame(frame, now, tx)) > 0 {}
-    app.poll(iface.tcp_mut().unwrap(), now);
-    iface.poll(now, &mut port.transmitter());
-}
-
 impl<C: Handler> Net<C> {
     /// The server with `config`, serving `files` (name, bytes), and
     /// `client` on the other engine.
@@ -152,13 +138,13 @@ impl<C: Handler> Net<C> {
     pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&EventApp<C>) -> bool) {
         let end = Instant::ZERO + limit;
         while self.now < end {
-            pass(
+            testkit::pass(
                 &mut self.server,
                 &mut self.server_port,
                 &mut self.server_app,
                 self.now,
             );
-            pass(
+            testkit::pass(
                 &mut self.client,
                 &mut self.client_port,
                 &mut self.client_app,

@@ -177,3 +177,18 @@ pub fn advance(
         None => false,
     }
 }
+
+/// One pass of a run-to-completion loop on the memory link, as a core
+/// does it on the wire: every frame waiting on `port` in, then the
+/// application, then whatever the engine has to send out.
+pub fn pass<H: crate::api::events::Handler>(
+    iface: &mut crate::iface::Interface,
+    port: &mut crate::driver::memlink::MemPort,
+    app: &mut crate::api::events::EventApp<H>,
+    now: crate::time::Instant,
+) {
+    use crate::{driver::Device, runtime::App};
+    while port.receive(64, |frame, tx| iface.receive_frame(frame, now, tx)) > 0 {}
+    app.poll(iface.tcp_mut().expect("an engine with TCP"), now);
+    iface.poll(now, &mut port.transmitter());
+}

@@ -259,17 +259,6 @@ struct Net {
     now: Instant,
 }
 
-fn pass_one<H: Handler>(
-    iface: &mut Interface,
-    port: &mut MemPort,
-    app: &mut EventApp<H>,
-    now: Instant,
-) {
-    while port.receive(64, |frame, tx| iface.receive_frame(frame, now, tx)) > 0 {}
-    app.poll(iface.tcp_mut().unwrap(), now);
-    iface.poll(now, &mut port.transmitter());
-}
-
 impl Net {
     fn new(faults: Faults, seed: u64, plans: Vec<(Vec<u8>, Plan)>) -> Net {
         let (link, client_port, server_port) = MemLink::new(faults, seed, 1514);
@@ -295,13 +284,13 @@ impl Net {
     }
 
     fn pass(&mut self) {
-        pass_one(
+        testkit::pass(
             &mut self.server,
             &mut self.server_port,
             &mut self.server_app,
             self.now,
         );
-        pass_one(
+        testkit::pass(
             &mut self.client,
             &mut self.client_port,
             &mut self.client_app,
