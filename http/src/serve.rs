@@ -421,7 +421,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             match reload_all(&current, addr, &http) {
                 Ok(new) => {
                     // The site now, from the root that is served.
-                    match Site::load(&current.root, limits) {
+                    match Site::reload(&current.root, limits, &site.current()) {
                         Ok(s) => site.publish(s),
                         Err(e) => tracing::error!(
                             "SIGHUP: the site did not load, the old one stays: {e:#}"
