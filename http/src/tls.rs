@@ -359,13 +359,14 @@ impl TlsFailure {
             | E::PeerMisbehaved(_)
             | E::InappropriateHandshakeMessage { .. }
             | E::InappropriateMessage { .. } => TlsFailure::Garbage,
-            E::PeerIncompatible(why) => {
-                if format!("{why:?}").contains("Version") || format!("{why:?}").contains("Tls12") {
-                    TlsFailure::Version
-                } else {
-                    TlsFailure::NoCommonAlgorithm
-                }
-            }
+            E::PeerIncompatible(
+                rustls::PeerIncompatible::Tls12NotOffered
+                | rustls::PeerIncompatible::Tls12NotOfferedOrEnabled
+                | rustls::PeerIncompatible::SupportedVersionsExtensionRequired
+                | rustls::PeerIncompatible::ServerDoesNotSupportTls12Or13
+                | rustls::PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig,
+            ) => TlsFailure::Version,
+            E::PeerIncompatible(_) => TlsFailure::NoCommonAlgorithm,
             _ => TlsFailure::Other,
         }
     }
