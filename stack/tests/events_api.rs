@@ -330,6 +330,7 @@ fn lossy() -> Faults {
         jitter: Duration::from_micros(500),
         reorder_delay: Duration::from_millis(3),
         burst: 0,
+        ethernet: true,
     }
 }
 

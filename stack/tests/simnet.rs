@@ -59,6 +59,7 @@ fn lossy() -> Faults {
         jitter: Duration::from_micros(300),
         reorder_delay: Duration::from_millis(2),
         burst: 0,
+        ethernet: true,
     }
 }
 

@@ -273,6 +273,7 @@ fn lossy() -> Faults {
         jitter: Duration::from_millis(1),
         reorder_delay: Duration::from_millis(2),
         burst: 0,
+        ethernet: true,
     }
 }
 

@@ -320,6 +320,7 @@ fn many_threads_echo_through_active_opens_byte_exact() {
         jitter: Duration::from_micros(200),
         reorder_delay: Duration::from_millis(1),
         burst: 0,
+        ethernet: true,
     };
     let (stack, _peer, _) = start(lossy, Vec::new());
     let sizes = [0usize, 1, 1447, 1448, 1449, 100_000, 1 << 20];

@@ -18,6 +18,9 @@ use crate::time::Instant;
 /// moment, not for every frame a sender might still send seconds later.
 pub const BURST_SPAN: Duration = Duration::from_millis(5);
 
+/// An Ethernet header's length: destination, source, EtherType.
+const ETHERNET_HEADER: usize = 14;
+
 /// Fault probabilities (0.0..=1.0) and delays for each direction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Faults {
@@ -36,6 +39,13 @@ pub struct Faults {
     /// router queue does for a moment: the bursts that SACK recovery must
     /// repair without a timeout.
     pub burst: usize,
+    /// The frames are Ethernet frames. A link's frame check sequence drops
+    /// every frame damaged on the wire; what gets through was damaged in a
+    /// router's memory, behind a link header the last hop wrote afresh.
+    /// So corruption spares the 14-byte Ethernet header, and ARP, which no
+    /// router forwards. (Delivered flipped bits in a source MAC or an ARP
+    /// reply taught tests a wrong peer address; no real link does that.)
+    pub ethernet: bool,
 }
 
 impl Faults {
@@ -50,6 +60,7 @@ impl Faults {
             jitter: Duration::ZERO,
             reorder_delay: Duration::from_millis(1),
             burst: 0,
+            ethernet: false,
         }
     }
 }
@@ -145,8 +156,16 @@ impl LinkState {
                 frame.clone()
             };
             // Each copy is corrupted (or not) on its own, as on a real wire.
-            if !copy_frame.is_empty() && self.chance(self.faults.corrupt) {
-                let byte = self.rng.usize(..copy_frame.len());
+            let (spared, arp) = if self.faults.ethernet {
+                (
+                    ETHERNET_HEADER,
+                    copy_frame.get(12..14) == Some(&[0x08, 0x06][..]),
+                )
+            } else {
+                (0, false)
+            };
+            if copy_frame.len() > spared && !arp && self.chance(self.faults.corrupt) {
+                let byte = self.rng.usize(spared..copy_frame.len());
                 copy_frame[byte] ^= 1 << self.rng.u8(..8);
                 self.stats[from].corrupted += 1;
             }
@@ -383,6 +402,7 @@ mod tests {
             jitter: Duration::from_millis(2),
             reorder_delay: Duration::from_millis(10),
             burst: 0,
+            ethernet: false,
         };
         let run = |seed| {
             let (link, mut a, mut b) = MemLink::new(faults.clone(), seed, 1514);

@@ -1118,6 +1118,7 @@ fn lossy(loss: f64) -> Faults {
         jitter: Duration::from_millis(2),
         reorder_delay: Duration::from_millis(3),
         burst: 0,
+        ethernet: false,
     }
 }
 
