@@ -328,6 +328,13 @@ pub struct Connection {
     recovery: Option<SeqNumber>,
     /// What SACK recovery retransmitted (RFC 6675's HighRxt, per range).
     rexmit_log: RetransmitLog,
+    /// RACK (RFC 8985 §6.2): every unSACKed byte below this was sent before
+    /// data the peer reported a reordering window ago, so it is lost even
+    /// with fewer than DupThresh segments above it (a small window, a
+    /// tail). Moved on ACKs and by `rack_at`.
+    rack_edge: Option<SeqNumber>,
+    /// RACK's reordering timer: when `rack_edge` may move without an ACK.
+    rack_at: Option<Instant>,
     /// The segment at SND.UNA is to be retransmitted now (entering
     /// recovery; NewReno's partial ACKs).
     rexmit_una: bool,
@@ -440,6 +447,8 @@ impl Connection {
             dupacks: 0,
             recovery: None,
             rexmit_log: RetransmitLog::new(),
+            rack_edge: None,
+            rack_at: None,
             rexmit_una: false,
             recover_mark: None,
             tlp_at: None,
@@ -1426,7 +1435,7 @@ impl Connection {
             for &(left, right) in seg.sack_ranges.iter().flatten() {
                 let (l, r) = (SeqNumber(left), SeqNumber(right));
                 if l >= self.snd_una && r <= self.snd_max && l < r {
-                    self.scoreboard.add(l, r);
+                    self.scoreboard.add(l, r, now);
                 }
             }
         }
@@ -1513,10 +1522,17 @@ impl Connection {
         } else if ack == self.snd_una
             && seg.payload.is_empty()
             && seg.control == TcpControl::None
-            && window == self.snd_wnd
             && self.snd_max > self.snd_una
+            && if self.sack {
+                self.scoreboard.sacked_bytes() > sacked_before
+            } else {
+                window == self.snd_wnd
+            }
         {
-            // A duplicate ACK (RFC 5681 §2's definition).
+            // A duplicate ACK: with SACK, RFC 6675 §2's definition (it
+            // SACKs new data; the window may change, as a receiver holding
+            // out-of-order data shrinks it); without, RFC 5681 §2's (same
+            // window).
             self.dupacks += 1;
             if self.recovery.is_none()
                 && self.dupacks == DUPACK_THRESHOLD
@@ -1528,13 +1544,12 @@ impl Connection {
             // by one MSS (RFC 5681 §3.2 step 4): see `send_window_limit`.
         }
         if self.sack && self.snd_max > self.snd_una {
-            let lost_below = self.scoreboard.lost_below(self.send_mss);
+            self.rack_detect(now);
             // RFC 6675 §5: recovery also starts when SACK shows the segment
             // at SND.UNA lost, whether or not three ACKs counted as
-            // duplicates (a window change, data on them, or lost ACKs).
-            if self.recovery.is_none() && self.recover_mark.is_none() && lost_below.is_some() {
-                self.enter_recovery(now);
-            }
+            // duplicates (data on them, or lost ACKs); and RFC 8985 §6.2:
+            // when RACK's time test does.
+            self.start_recovery_if_lost(now);
             // A retransmission overtaken by DupThresh worth of later data
             // was lost again: it may go once more, now, not after an RTO.
             if self.recovery.is_some() {
@@ -1563,6 +1578,54 @@ impl Connection {
                     self.persist_backoff = 0;
                 }
             }
+        }
+    }
+
+    /// RACK's reordering window (RFC 8985 §6.2 step 4): a quarter of the
+    /// path's minimum RTT, never more than SRTT. `None` before an RTT
+    /// sample.
+    fn reo_wnd(&self) -> Option<std::time::Duration> {
+        let srtt = self.rtt.srtt()?;
+        Some((self.rtt.min_rtt().unwrap_or(srtt) / 4).min(srtt))
+    }
+
+    /// RACK's loss detection for holes (RFC 8985 §6.2), run on every ACK and
+    /// when its reordering timer fires: moves `rack_edge` up to the highest
+    /// SACKed range reported a reordering window ago, and arms the timer
+    /// for the next range that will be.
+    fn rack_detect(&mut self, now: Instant) {
+        self.rack_at = None;
+        if self.rack_edge.is_some_and(|e| e <= self.snd_una) || self.scoreboard.is_empty() {
+            self.rack_edge = None;
+        }
+        let Some(reo) = self.reo_wnd() else {
+            return;
+        };
+        let deadline = now.checked_sub(reo).unwrap_or(Instant::ZERO);
+        if let Some(edge) = self.scoreboard.reported_by(deadline) {
+            if edge > self.snd_una && self.rack_edge.is_none_or(|e| e < edge) {
+                self.rack_edge = Some(edge);
+            }
+        }
+        self.rack_at = self.scoreboard.next_report_after(deadline).map(|t| t + reo);
+    }
+
+    /// Every unSACKed byte below this is lost: RFC 6675 §4 IsLost or RACK's
+    /// time test, whichever reaches higher.
+    fn lost_edge(&self) -> Option<SeqNumber> {
+        let by_count = self.scoreboard.lost_below(self.send_mss);
+        let by_time = self.rack_edge.filter(|&e| e > self.snd_una);
+        match (by_count, by_time) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Starts SACK recovery when a hole is lost and no recover mark stands
+    /// in the way (RFC 6675 §5, §5.1).
+    fn start_recovery_if_lost(&mut self, now: Instant) {
+        if self.recovery.is_none() && self.recover_mark.is_none() && self.lost_edge().is_some() {
+            self.enter_recovery(now);
         }
     }
 
@@ -1701,6 +1764,7 @@ impl Connection {
         [
             self.rto_at,
             self.tlp_at,
+            self.rack_at,
             self.delayed_ack_at,
             self.persist_at,
             self.keepalive_at,
@@ -1749,6 +1813,12 @@ impl Connection {
         if self.rto_at.is_some_and(|t| t <= now) {
             self.tlp_at = None;
             self.on_retransmit_timeout(now);
+        }
+        if self.rack_at.is_some_and(|t| t <= now) {
+            self.rack_detect(now);
+            if self.snd_max > self.snd_una && self.state.sends_data() {
+                self.start_recovery_if_lost(now);
+            }
         }
         if self.tlp_at.is_some_and(|t| t <= now) {
             self.tlp_at = None;
@@ -1801,6 +1871,20 @@ impl Connection {
         }
         self.timeouts += 1;
         self.rto_count += 1;
+        tracing::debug!(
+            remote = %self.remote,
+            state = %self.state,
+            timeouts = self.timeouts,
+            una = self.snd_una.0,
+            nxt = self.snd_nxt.0,
+            max = self.snd_max.0,
+            in_recovery = self.recovery.is_some(),
+            tlp_outstanding = self.tlp_outstanding,
+            cwnd = self.cc.window(),
+            pipe = self.pipe(),
+            sacked = self.scoreboard.sacked_bytes(),
+            "retransmission timeout"
+        );
         self.rtt.backoff();
         self.rtt_probe = None;
         match self.state {
@@ -1810,6 +1894,8 @@ impl Connection {
                 self.cc.on_retransmit_timeout(now, flight);
                 self.recovery = None;
                 self.rexmit_log.clear();
+                self.rack_edge = None;
+                self.rack_at = None;
                 // RFC 6582 §3.2 step 1 (and §4.1): duplicate ACKs for data
                 // sent before the timeout must not start another fast
                 // retransmit and halve the window again.
@@ -2030,8 +2116,7 @@ impl Connection {
     /// recovery with `pipe >= cwnd` until the RTO.
     fn pipe(&self) -> usize {
         let lost_below = self
-            .scoreboard
-            .lost_below(self.send_mss)
+            .lost_edge()
             .map_or(self.snd_una, |e| e.max(self.snd_una).min(self.snd_max));
         let not_lost =
             span(self.snd_max, lost_below) - self.scoreboard.sacked_in(lost_below, self.snd_max);
@@ -2041,7 +2126,7 @@ impl Connection {
     /// RFC 6675 §4 NextSeg rule 1: the first lost hole (unSACKed, below the
     /// IsLost edge) not yet retransmitted in this recovery, as [start, end).
     fn next_lost(&self) -> Option<(SeqNumber, SeqNumber)> {
-        let edge = self.scoreboard.lost_below(self.send_mss)?;
+        let edge = self.lost_edge()?;
         let mut seq = self.snd_una;
         // Each pass skips one SACKed or one retransmitted range: bounded.
         loop {

@@ -31,6 +31,9 @@ pub struct RttEstimator {
     base_rto: Duration,
     /// Number of §5.5 doublings applied since the last sample or reset.
     backoff: u32,
+    /// The smallest sample so far: the path's propagation delay, which
+    /// sizes RACK's reordering window (RFC 8985 §6.2).
+    min_rtt: Option<Duration>,
     min_rto: Duration,
     max_rto: Duration,
 }
@@ -48,6 +51,7 @@ impl RttEstimator {
             rttvar: Duration::ZERO,
             base_rto: initial_rto.max(min_rto).min(max_rto),
             backoff: 0,
+            min_rtt: None,
             min_rto,
             max_rto,
         }
@@ -65,6 +69,7 @@ impl RttEstimator {
     /// A valid sample also ends any backoff: §5.7's spirit, and Karn's
     /// algorithm keeps the backed-off RTO only until a sample arrives.
     pub fn sample(&mut self, rtt: Duration) {
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
@@ -136,6 +141,11 @@ impl RttEstimator {
     /// SRTT, or `None` before the first sample.
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
+    }
+
+    /// The smallest sample so far, or `None` before the first.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
     }
 
     /// RTTVAR (zero before the first sample).

@@ -21,6 +21,9 @@ pub const DUP_THRESH: usize = 3;
 pub struct Scoreboard {
     /// Sorted, disjoint, non-adjacent [left, right) ranges.
     ranges: [(SeqNumber, SeqNumber); MAX_BLOCKS],
+    /// When each range (or the earliest of those merged into it) was first
+    /// reported: RACK's clock (RFC 8985 §6.2) for the holes below it.
+    seen: [Instant; MAX_BLOCKS],
     len: usize,
 }
 
@@ -34,6 +37,7 @@ impl Scoreboard {
     pub fn new() -> Self {
         Scoreboard {
             ranges: [(SeqNumber(0), SeqNumber(0)); MAX_BLOCKS],
+            seen: [Instant::ZERO; MAX_BLOCKS],
             len: 0,
         }
     }
@@ -50,39 +54,43 @@ impl Scoreboard {
         self.len = 0;
     }
 
-    /// Records that [left, right) was SACKed, merging overlaps.
-    pub fn add(&mut self, left: SeqNumber, right: SeqNumber) {
+    /// Records that [left, right) was SACKed in an ACK that arrived at
+    /// `seen`, merging overlaps (a merged range keeps the earliest time).
+    pub fn add(&mut self, left: SeqNumber, right: SeqNumber, seen: Instant) {
         if left.distance_from(right) >= 0 {
             return;
         }
-        let (mut l, mut r) = (left, right);
+        let (mut l, mut r, mut t) = (left, right, seen);
         // Merge every range that overlaps or touches [l, r).
         let mut out = [(SeqNumber(0), SeqNumber(0)); MAX_BLOCKS + 1];
+        let mut times = [Instant::ZERO; MAX_BLOCKS + 1];
         let mut n = 0;
         let mut placed = false;
-        for &(a, b) in self.blocks() {
+        for (&(a, b), &at) in self.blocks().iter().zip(&self.seen) {
             if b < l {
-                out[n] = (a, b);
+                (out[n], times[n]) = ((a, b), at);
                 n += 1;
             } else if r < a {
                 if !placed {
-                    out[n] = (l, r);
+                    (out[n], times[n]) = ((l, r), t);
                     n += 1;
                     placed = true;
                 }
-                out[n] = (a, b);
+                (out[n], times[n]) = ((a, b), at);
                 n += 1;
             } else {
                 l = l.min(a);
                 r = r.max(b);
+                t = t.min(at);
             }
         }
         if !placed {
-            out[n] = (l, r);
+            (out[n], times[n]) = ((l, r), t);
             n += 1;
         }
         self.len = n.min(MAX_BLOCKS);
         self.ranges[..self.len].copy_from_slice(&out[..self.len]);
+        self.seen[..self.len].copy_from_slice(&times[..self.len]);
     }
 
     /// Forgets everything below `una` (it was cumulatively acknowledged).
@@ -94,6 +102,7 @@ impl Scoreboard {
                 continue;
             }
             self.ranges[n] = (a.max(una), b);
+            self.seen[n] = self.seen[i];
             n += 1;
         }
         self.len = n;
@@ -158,6 +167,30 @@ impl Scoreboard {
             }
         }
         None
+    }
+
+    /// RACK's time-based loss detection (RFC 8985 §6.2) for holes: data
+    /// sent after a hole and reported at or before `deadline` (a reordering
+    /// window ago) makes every unSACKed byte below it lost. Returns the
+    /// left edge of the highest such range. Original transmissions go out
+    /// in sequence order, so "above" stands for "sent later".
+    pub fn reported_by(&self, deadline: Instant) -> Option<SeqNumber> {
+        self.blocks()
+            .iter()
+            .zip(&self.seen)
+            .rev()
+            .find(|&(_, &t)| t <= deadline)
+            .map(|(&(a, _), _)| a)
+    }
+
+    /// The earliest report time after `deadline`: when [`reported_by`]
+    /// (Self::reported_by) may next move, a reordering window later.
+    pub fn next_report_after(&self, deadline: Instant) -> Option<Instant> {
+        self.seen[..self.len]
+            .iter()
+            .copied()
+            .filter(|&t| t > deadline)
+            .min()
     }
 }
 
@@ -353,9 +386,9 @@ mod tests {
     #[test]
     fn merges_sorts_and_advances() {
         let mut b = Scoreboard::new();
-        b.add(s(300), s(400));
-        b.add(s(100), s(200));
-        b.add(s(200), s(250)); // touches the first
+        b.add(s(300), s(400), Instant::ZERO);
+        b.add(s(100), s(200), Instant::ZERO);
+        b.add(s(200), s(250), Instant::ZERO); // touches the first
         assert_eq!(b.blocks(), &[(s(100), s(250)), (s(300), s(400))]);
         assert_eq!(b.sacked_bytes(), 250);
         assert_eq!(b.highest(), Some(s(400)));
@@ -363,7 +396,7 @@ mod tests {
         assert_eq!(b.sacked_end(s(260)), None);
         assert_eq!(b.next_unsacked(s(100)), Some(s(250)));
         assert_eq!(b.next_unsacked(s(50)), Some(s(50)));
-        b.add(s(240), s(310)); // bridges both
+        b.add(s(240), s(310), Instant::ZERO); // bridges both
         assert_eq!(b.blocks(), &[(s(100), s(400))]);
         b.advance(s(150));
         assert_eq!(b.blocks(), &[(s(150), s(400))]);
@@ -375,8 +408,8 @@ mod tests {
     fn works_across_the_sequence_wrap() {
         let mut b = Scoreboard::new();
         let base = s(u32::MAX - 100);
-        b.add(base + 50, base + 150);
-        b.add(base + 200, base + 300);
+        b.add(base + 50, base + 150, Instant::ZERO);
+        b.add(base + 200, base + 300, Instant::ZERO);
         assert_eq!(b.sacked_bytes(), 200);
         assert_eq!(b.next_unsacked(base + 60), Some(base + 150));
         b.advance(base + 250);
@@ -389,20 +422,20 @@ mod tests {
         let mut b = Scoreboard::new();
         assert_eq!(b.lost_below(mss), None);
         // 200 bytes SACKed above 0: not more than (3 - 1) * SMSS.
-        b.add(s(100), s(300));
+        b.add(s(100), s(300), Instant::ZERO);
         assert_eq!(b.lost_below(mss), None);
         // One more byte: the hole below 100 is lost.
-        b.add(s(300), s(301));
+        b.add(s(300), s(301), Instant::ZERO);
         assert_eq!(b.lost_below(mss), Some(s(100)));
         // Three discontiguous small ranges count too, whatever their size.
         let mut c = Scoreboard::new();
-        c.add(s(100), s(110));
-        c.add(s(200), s(210));
+        c.add(s(100), s(110), Instant::ZERO);
+        c.add(s(200), s(210), Instant::ZERO);
         assert_eq!(c.lost_below(mss), None);
-        c.add(s(300), s(310));
+        c.add(s(300), s(310), Instant::ZERO);
         assert_eq!(c.lost_below(mss), Some(s(100)));
         // A hole between the top ranges is not lost yet; the lowest is.
-        c.add(s(400), s(410));
+        c.add(s(400), s(410), Instant::ZERO);
         assert_eq!(c.lost_below(mss), Some(s(200)));
         assert_eq!(c.sacked_in(s(105), s(205)), 10);
         assert_eq!(c.next_sacked(s(150)), Some(s(200)));
@@ -427,12 +460,12 @@ mod tests {
         assert_eq!(log.covering(s(150)), Some(s(200)));
         assert_eq!(log.covering(s(250)), None);
         assert_eq!(log.next_start(s(250)), Some(s(300)));
-        board.add(s(300), s(350));
+        board.add(s(300), s(350), Instant::ZERO);
         assert_eq!(log.unsacked_bytes(&board), 250);
         // Data sent after the first retransmission (above 1000) is SACKed
         // past DupThresh (more than 2 * 30 bytes), not past the second's
         // mark: the first is lost again, the second not yet.
-        board.add(s(1000), s(1061));
+        board.add(s(1000), s(1061), Instant::ZERO);
         assert_eq!(log.forget_lost(&board, 30, None), 1);
         assert_eq!(log.entries().len(), 1);
         // Time: an ACK with news well after the second went, and it is
@@ -445,8 +478,8 @@ mod tests {
         assert_eq!(log.forget_lost(&board, 30, Some(ms(51))), 1);
         // A wholly SACKed retransmission is never lost.
         log.record(s(300), s(400), s(1200), ms(60));
-        board.add(s(300), s(400));
-        board.add(s(1200), s(2000));
+        board.add(s(300), s(400), Instant::ZERO);
+        board.add(s(1200), s(2000), Instant::ZERO);
         assert_eq!(log.forget_lost(&board, 30, Some(ms(1000))), 0);
         log.advance(s(350));
         assert_eq!(log.entries()[0].start, s(350));
@@ -469,10 +502,10 @@ mod tests {
     fn stays_bounded() {
         let mut b = Scoreboard::new();
         for i in 0..100u32 {
-            b.add(s(i * 10), s(i * 10 + 5));
+            b.add(s(i * 10), s(i * 10 + 5), Instant::ZERO);
             assert!(b.len <= MAX_BLOCKS);
         }
-        b.add(s(10), s(5)); // empty or inverted: ignored
+        b.add(s(10), s(5), Instant::ZERO); // empty or inverted: ignored
         assert_eq!(b.len, MAX_BLOCKS);
     }
 }
