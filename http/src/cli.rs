@@ -171,6 +171,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 16_384)]
     pub max_connections: usize,
 
+    /// MiB of TCP send and receive buffers each core may hold. Buffers are
+    /// taken as data flows and freed when a connection is idle; past this
+    /// budget a core refuses new connections (counted as
+    /// `tcp_memory_pressure`), stops growing windows and drops
+    /// out-of-order data first, so no client can run the machine out of
+    /// memory.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub memory_per_core: usize,
+
     /// Seconds a client has to send a whole request head (then 408).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub header_timeout: u64,

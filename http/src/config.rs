@@ -175,6 +175,7 @@ struct ConfigFile {
     serve_dotfiles: Option<bool>,
     hsts: Option<u64>,
     max_connections: Option<usize>,
+    memory_per_core: Option<usize>,
     header_timeout: Option<u64>,
     idle_timeout: Option<u64>,
     send_timeout: Option<u64>,
@@ -273,6 +274,7 @@ fn merge(
     take!(serve_dotfiles);
     take!(hsts, hsts, |v| Ok(Some(v)));
     take!(max_connections);
+    take!(memory_per_core);
     take!(header_timeout);
     take!(idle_timeout);
     take!(send_timeout);

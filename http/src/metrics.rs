@@ -245,6 +245,24 @@ impl Metrics {
                 .enumerate()
                 .map(|(core, s)| (format!("core=\"{core}\""), s.connections as u64)),
         );
+        family(
+            "bypass_tcp_buffer_bytes",
+            "gauge",
+            "Bytes of TCP send and receive buffers held (taken as data flows, freed when idle).",
+            &mut stack
+                .iter()
+                .enumerate()
+                .map(|(core, s)| (format!("core=\"{core}\""), s.buffer_bytes as u64)),
+        );
+        family(
+            "bypass_tcp_memory_pressure",
+            "gauge",
+            "1 while the core is over its memory budget and refuses new connections.",
+            &mut stack
+                .iter()
+                .enumerate()
+                .map(|(core, s)| (format!("core=\"{core}\""), u64::from(s.memory_pressure))),
+        );
         for (name, help, f) in [
             (
                 "bypass_rx_frames_total",

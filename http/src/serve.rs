@@ -201,7 +201,7 @@ macro_rules! restart_only {
             access_log_format => "access-log-format", stats_interval => "stats-interval",
             sites => "site", site_tables => "site",
             reload_interval => "reload-interval", max_cached_file => "max-cached-file",
-            max_cache_bytes => "max-cache-bytes",
+            max_cache_bytes => "max-cache-bytes", memory_per_core => "memory-per-core",
             user => "user", busy_poll => "busy-poll", shared_ip => "shared-ip", zero_copy => "zero-copy",
             generic_xdp => "generic-xdp", umem_frames => "umem-frames", frame_size => "frame-size"
         )
@@ -310,7 +310,17 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             nagle: false,
             ..TcpConfig::default()
         },
-        ShardConfig::default(),
+        ShardConfig {
+            // Every core may get all of them (RSS is not even), plus room
+            // for connections waiting out TIME-WAIT. A free slot costs a
+            // few words; a connection's state is allocated when it opens.
+            max_connections: ShardConfig::default().max_connections.max(
+                args.max_connections
+                    .saturating_add(args.max_connections / 4),
+            ),
+            memory_budget: args.memory_per_core.saturating_mul(1 << 20),
+            ..ShardConfig::default()
+        },
     );
     let http_report = Arc::new(Mutex::new(HttpCounters::default()));
     let metrics = Arc::new(Metrics::new(

@@ -57,6 +57,7 @@ drop_reasons! {
     TcpListenNoAck => "tcp_listen_without_ack",
     TcpUnexpected => "tcp_unexpected_segment",
     TcpReassemblyFull => "tcp_reassembly_full",
+    TcpMemoryPressure => "tcp_memory_pressure",
     ForwardQueueFull => "forward_queue_full",
     TxNoBuffer => "tx_no_buffer",
     TxTooLong => "tx_frame_too_long",

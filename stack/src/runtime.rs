@@ -135,6 +135,10 @@ pub struct CoreSnapshot {
     pub counters: Counters,
     /// TCP connections holding a slot (every state).
     pub connections: usize,
+    /// Bytes of send and receive buffers the connections hold.
+    pub buffer_bytes: usize,
+    /// Over the shard's memory budget (new connections refused).
+    pub memory_pressure: bool,
 }
 
 /// Every core's counters while the stack runs, for metrics and the stats
@@ -214,6 +218,8 @@ impl CrossCore {
         let snapshot = CoreSnapshot {
             counters: iface.counters().clone(),
             connections: iface.tcp().map_or(0, |s| s.connection_count()),
+            buffer_bytes: iface.tcp().map_or(0, |s| s.buffer_bytes()),
+            memory_pressure: iface.tcp().is_some_and(|s| s.memory_pressure()),
         };
         *self.live.cores[self.me]
             .lock()

@@ -13,10 +13,13 @@
 //! and become queued once the hole before them fills
 //! ([`RingBuffer::enqueue_unallocated`]).
 //!
-//! Storage is allocated once in [`RingBuffer::new`]; nothing on the packet
-//! path allocates. The position of the end of queued data only moves when
-//! bytes are enqueued, never when they are dequeued, so bytes written ahead of
-//! the end stay where the next enqueue expects them.
+//! Storage is allocated in [`RingBuffer::new`] and, when a connection needs
+//! more room, in [`RingBuffer::grow_to`] (a doubling, so a connection grows a
+//! handful of times in its life, not per packet); a connection with nothing
+//! queued gives it back by being replaced with an empty ring. The position of
+//! the end of queued data only moves when bytes are enqueued, never when they
+//! are dequeued, so bytes written ahead of the end stay where the next
+//! enqueue expects them, across a growth too.
 
 use std::fmt;
 
@@ -71,6 +74,23 @@ impl RingBuffer {
     /// Free space: what the receive side advertises as RCV.WND (RFC 9293 §3.8.6).
     pub fn window(&self) -> usize {
         self.capacity() - self.length
+    }
+
+    /// Grows the storage to `capacity` bytes (nothing if it is that big
+    /// already), keeping the queued bytes and every byte written ahead of
+    /// them at the same offsets: the old ring is laid out from its front at
+    /// the start of the new one.
+    pub fn grow_to(&mut self, capacity: usize) {
+        let old = self.capacity();
+        if capacity <= old {
+            return;
+        }
+        let mut storage = vec![0; capacity].into_boxed_slice();
+        let (tail, head) = self.storage.split_at(self.read_at);
+        storage[..head.len()].copy_from_slice(head);
+        storage[head.len()..old].copy_from_slice(tail);
+        self.storage = storage;
+        self.read_at = 0;
     }
 
     /// Drops all bytes, including any written ahead of the end.
@@ -441,6 +461,30 @@ mod tests {
         assert!(r.is_full());
         assert!(r.get_unallocated_mut(10).is_empty());
         assert_eq!(contents(&r), b"abcdefgh");
+    }
+
+    #[test]
+    fn growing_keeps_queued_and_written_ahead_bytes_at_their_offsets() {
+        for read_at in 0..8 {
+            let mut r = ring_at(8, read_at, b"abc");
+            assert_eq!(r.write_unallocated(2, b"xyz"), 3);
+            r.grow_to(20);
+            assert_eq!(r.capacity(), 20);
+            assert_eq!(contents(&r), b"abc", "read_at {read_at}");
+            // The out-of-order bytes wait where they were: fill the hole.
+            assert_eq!(r.write_unallocated(0, b"de"), 2);
+            r.enqueue_unallocated(5);
+            assert_eq!(contents(&r), b"abcdexyz");
+            // And the new room is usable across the new wrap.
+            assert_eq!(r.enqueue_slice(&[b'!'; 20]), 12);
+            assert!(r.is_full());
+            r.grow_to(4); // never shrinks
+            assert_eq!(r.capacity(), 20);
+        }
+        let mut empty = RingBuffer::new(0);
+        empty.grow_to(16);
+        assert_eq!(empty.enqueue_slice(b"hello"), 5);
+        assert_eq!(contents(&empty), b"hello");
     }
 
     #[test]

@@ -200,6 +200,11 @@ const MIN_PMTU: usize = 552;
 const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_millis(500);
 /// Timestamp option plus its two NOPs.
 const TIMESTAMP_OPTION_LEN: usize = 12;
+/// The round trip autotuning assumes before an RTT was measured.
+const AUTOTUNE_DEFAULT_RTT: Duration = Duration::from_millis(100);
+/// Autotuning measures over at least this long (a LAN's RTT is tens of
+/// microseconds: shorter periods would be noise).
+const AUTOTUNE_MIN_RTT: Duration = Duration::from_millis(1);
 
 /// Timestamp state (RFC 7323 §4.3).
 #[derive(Debug, Clone, Copy)]
@@ -212,34 +217,49 @@ struct Timestamps {
     offset: u32,
 }
 
-/// A connection's send and receive buffers. The shard keeps them in the
-/// slot when a connection ends and hands them to the next one, so a new
-/// connection costs no allocation and no zeroing (stale bytes are never
-/// readable: only what is enqueued or reassembled is).
+/// A connection's send and receive buffers. They start empty, with no
+/// storage: memory is taken as data flows (a ring grows by doubling, from
+/// [`MIN_RING`] up to the configured size) and given back once a ring has
+/// stayed empty for [`TRIM_AFTER`], so an idle keep-alive connection holds
+/// none (stale bytes are never readable: only what is enqueued or
+/// reassembled is).
 pub struct Buffers {
     send: RingBuffer,
     recv: RingBuffer,
 }
 
 impl Buffers {
-    /// Fresh buffers of the configured sizes.
-    pub fn new(cfg: &TcpConfig) -> Self {
+    /// Empty buffers: nothing allocated until data comes.
+    pub fn new(_cfg: &TcpConfig) -> Self {
         Buffers {
-            send: RingBuffer::new(cfg.send_buffer.max(1)),
-            recv: RingBuffer::new(cfg.recv_buffer.max(1)),
+            send: RingBuffer::new(0),
+            recv: RingBuffer::new(0),
         }
     }
+}
 
-    /// These buffers emptied for reuse, or fresh ones if the sizes changed.
-    pub fn reuse(mut self, cfg: &TcpConfig) -> Self {
-        if self.send.capacity() != cfg.send_buffer.max(1)
-            || self.recv.capacity() != cfg.recv_buffer.max(1)
-        {
-            return Buffers::new(cfg);
-        }
-        self.send.clear();
-        self.recv.clear();
-        self
+/// The smallest ring a buffer grows to: one page.
+pub const MIN_RING: usize = 4096;
+
+/// A ring that stayed empty this long after the last segment is freed: an
+/// idle keep-alive connection then costs only its state.
+pub const TRIM_AFTER: Duration = Duration::from_secs(1);
+
+/// The receive window a connection starts with (Linux's default too); it
+/// grows with what the application reads per round trip (receive buffer
+/// autotuning, Linux's "DRS") up to the configured buffer.
+pub const INITIAL_RCV_SPACE: usize = 64 * 1024;
+
+/// Under memory pressure a send ring may still grow to this, so that a
+/// response head always fits.
+pub const PRESSURE_SEND_FLOOR: usize = 16 * 1024;
+
+/// Grows `ring` so that it holds `need` bytes from its front: to the next
+/// power of two, at least [`MIN_RING`], at most `limit` (or `need`).
+fn grow_for(ring: &mut RingBuffer, need: usize, limit: usize) {
+    if need > ring.capacity() {
+        let cap = need.next_power_of_two().max(MIN_RING).min(limit).max(need);
+        ring.grow_to(cap);
     }
 }
 
@@ -289,6 +309,19 @@ pub struct Connection {
     rcv_wscale: u8,
     recv_buf: RingBuffer,
     assembler: Assembler,
+    /// The receive buffer in force: what the window may offer, grown by
+    /// autotuning up to `cfg.recv_buffer`.
+    rcv_space: usize,
+    /// Bytes the application read since `rcv_space_at` (autotuning).
+    rcv_copied: usize,
+    rcv_space_at: Instant,
+    /// When the last segment arrived: rings empty since then are freed
+    /// [`TRIM_AFTER`] later.
+    active_at: Instant,
+    /// The shard is over its memory budget: no ring grows beyond a floor,
+    /// out-of-order data that would need more memory is dropped, and empty
+    /// rings are freed at once.
+    memory_pressure: bool,
     /// Sequence number of a FIN received ahead of a hole.
     fin_at: Option<SeqNumber>,
     /// The urgent pointer's end of urgent data (RFC 6093: data is delivered
@@ -426,6 +459,11 @@ impl Connection {
             rcv_wscale: 0,
             recv_buf: buffers.recv,
             assembler: Assembler::new(),
+            rcv_space: cfg.recv_buffer.min(INITIAL_RCV_SPACE),
+            rcv_copied: 0,
+            rcv_space_at: now,
+            active_at: now,
+            memory_pressure: false,
             fin_at: None,
             rcv_up: None,
             window_scaling: false,
@@ -568,7 +606,7 @@ impl Connection {
         c.irs = ack.seq_number - 1;
         c.rcv_nxt = ack.seq_number;
         // The stateless SYN-ACK offered this much, unscaled.
-        c.rcv_adv = c.rcv_nxt + c.recv_buf.window().min(usize::from(u16::MAX));
+        c.rcv_adv = c.rcv_nxt + c.rcv_free().min(usize::from(u16::MAX));
         c.last_ack_sent = c.rcv_nxt;
         // Our SYN-ACK is out and counted.
         c.snd_nxt = iss + 1;
@@ -680,26 +718,72 @@ impl Connection {
     /// the application has read everything, nothing is left to read. A
     /// connection waiting out 2 MSL then holds no buffer memory, as Linux's
     /// timewait sockets hold none.
-    pub fn shed_buffers(&mut self) -> Option<Buffers> {
-        let done =
-            self.state == State::TimeWait && self.recv_buf.is_empty() && self.send_buf.is_empty();
-        (done && self.holds_buffers()).then(|| self.take_buffers())
+    pub fn shed_buffers(&mut self) {
+        if self.state == State::TimeWait {
+            self.trim();
+        }
     }
 
-    /// Bytes of buffer the connection holds (0 once shed).
+    /// Bytes of buffer the connection holds (0 once shed or trimmed).
     pub fn buffer_bytes(&self) -> usize {
         self.send_buf.capacity() + self.recv_buf.capacity()
     }
 
-    fn holds_buffers(&self) -> bool {
-        self.buffer_bytes() > 0
+    /// Tells the connection whether its shard is over its memory budget
+    /// (see the field).
+    pub fn set_memory_pressure(&mut self, on: bool) {
+        self.memory_pressure = on;
     }
 
-    /// Takes the buffers out (the connection is done), for the next one.
-    pub fn take_buffers(&mut self) -> Buffers {
-        Buffers {
-            send: std::mem::replace(&mut self.send_buf, RingBuffer::new(0)),
-            recv: std::mem::replace(&mut self.recv_buf, RingBuffer::new(0)),
+    /// The receive buffer size in force: autotuned, and under memory
+    /// pressure no more than what is allocated (or one ring).
+    fn rcv_limit(&self) -> usize {
+        let mut limit = self.rcv_space.min(self.cfg.recv_buffer);
+        if self.memory_pressure {
+            limit = limit.min(self.recv_buf.capacity().max(MIN_RING));
+        }
+        limit
+    }
+
+    /// Free receive space: RCV.WND before SWS avoidance (RFC 9293 §3.8.6).
+    fn rcv_free(&self) -> usize {
+        self.rcv_limit().saturating_sub(self.recv_buf.len())
+    }
+
+    /// What may be queued to send in all.
+    fn snd_limit(&self) -> usize {
+        if self.memory_pressure {
+            self.cfg
+                .send_buffer
+                .min(self.send_buf.capacity().max(PRESSURE_SEND_FLOOR))
+        } else {
+            self.cfg.send_buffer
+        }
+    }
+
+    /// When empty rings are to be freed, if any is held.
+    fn trim_at(&self) -> Option<Instant> {
+        let send = self.send_buf.capacity() > 0 && self.send_buf.is_empty();
+        let recv =
+            self.recv_buf.capacity() > 0 && self.recv_buf.is_empty() && self.assembler.is_empty();
+        if !(send || recv) {
+            return None;
+        }
+        Some(if self.memory_pressure {
+            self.active_at
+        } else {
+            self.active_at + TRIM_AFTER
+        })
+    }
+
+    /// Frees the rings that are empty (nothing queued, nothing written
+    /// ahead).
+    fn trim(&mut self) {
+        if self.send_buf.is_empty() {
+            self.send_buf = RingBuffer::new(0);
+        }
+        if self.recv_buf.is_empty() && self.assembler.is_empty() {
+            self.recv_buf = RingBuffer::new(0);
         }
     }
 
@@ -782,7 +866,10 @@ impl Connection {
     /// how much (0 when full: wait for [`Events::WRITABLE`]).
     pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
         self.may_send()?;
-        Ok(self.send_buf.enqueue_slice(data))
+        let n = data.len().min(self.send_capacity());
+        let (need, limit) = (self.send_buf.len() + n, self.snd_limit());
+        grow_for(&mut self.send_buf, need, limit);
+        Ok(self.send_buf.enqueue_slice(&data[..n]))
     }
 
     /// SEND without a copy: `write` fills the longest contiguous free run
@@ -791,10 +878,38 @@ impl Connection {
     /// free space can wrap).
     pub fn send_with(&mut self, write: impl FnOnce(&mut [u8]) -> usize) -> Result<usize, Error> {
         self.may_send()?;
-        let room = self.send_buf.get_unallocated_mut(usize::MAX);
+        let want = self.send_capacity();
+        let (need, limit) = (self.send_buf.len() + want, self.snd_limit());
+        grow_for(&mut self.send_buf, need, limit);
+        let room = self.send_buf.get_unallocated_mut(want);
         let n = write(room).min(room.len());
         self.send_buf.enqueue_unallocated(n);
         Ok(n)
+    }
+
+    /// Receive buffer autotuning (Linux's dynamic right-sizing): once per
+    /// round trip, if the application read more than half the window in
+    /// it, the window doubles to twice that rate × RTT, up to the
+    /// configured buffer. A reader that keeps up on a long fat path gets
+    /// the window it needs; an idle or slow one keeps a small one, so an
+    /// attacker's connections do not get the maximum for free.
+    fn autotune_receive(&mut self, read: usize) {
+        self.rcv_copied += read;
+        let rtt = self
+            .rtt
+            .srtt()
+            .unwrap_or(AUTOTUNE_DEFAULT_RTT)
+            .max(AUTOTUNE_MIN_RTT);
+        if self.active_at < self.rcv_space_at + rtt {
+            return;
+        }
+        if 2 * self.rcv_copied > self.rcv_space && !self.memory_pressure {
+            self.rcv_space = (2 * self.rcv_copied)
+                .max(2 * self.rcv_space)
+                .min(self.cfg.recv_buffer);
+        }
+        self.rcv_copied = 0;
+        self.rcv_space_at = self.active_at;
     }
 
     /// Whether SEND is allowed in this state (RFC 9293 §3.10.2).
@@ -812,9 +927,9 @@ impl Connection {
         }
     }
 
-    /// Room in the send buffer.
+    /// Room in the send buffer (memory is taken when it is used).
     pub fn send_capacity(&self) -> usize {
-        self.send_buf.window()
+        self.snd_limit().saturating_sub(self.send_buf.len())
     }
 
     /// Bytes queued and not yet acknowledged by the peer.
@@ -828,7 +943,7 @@ impl Connection {
     pub fn recv(&mut self, out: &mut [u8]) -> Result<usize, Error> {
         let n = self.recv_buf.dequeue_slice(out);
         if n > 0 {
-            self.after_read();
+            self.after_read(n);
             return Ok(n);
         }
         self.recv_status()
@@ -844,7 +959,7 @@ impl Connection {
     pub fn consume(&mut self, n: usize) -> usize {
         let n = self.recv_buf.dequeue_allocated(n);
         if n > 0 {
-            self.after_read();
+            self.after_read(n);
         }
         n
     }
@@ -864,13 +979,14 @@ impl Connection {
     /// min(buffer / 2, MSS) — and, as Linux does, only when the window
     /// at least doubles (or was below that threshold), so a reader keeping
     /// up does not cost an extra ACK per read; data ACKs carry the rest.
-    fn after_read(&mut self) {
+    fn after_read(&mut self, n: usize) {
+        self.autotune_receive(n);
         if !self.state.is_synchronized() || self.fin_received() {
             return;
         }
         let advertised = self.rcv_adv.distance_from(self.rcv_nxt).max(0) as usize;
-        let available = self.recv_buf.window();
-        let threshold = (self.recv_buf.capacity() / 2).min(usize::from(self.cfg.mss));
+        let available = self.rcv_free();
+        let threshold = (self.rcv_limit() / 2).min(usize::from(self.cfg.mss));
         if available >= advertised + threshold
             && (advertised < threshold || available >= 2 * advertised)
         {
@@ -970,6 +1086,7 @@ impl Connection {
     /// at once when the RFC asks for a reset or an immediate reply that
     /// carries no state (the rest go out with [`Connection::dispatch`]).
     pub fn process(&mut self, now: Instant, seg: &TcpRepr) -> Option<TcpRepr<'static>> {
+        self.active_at = now;
         match self.state {
             State::Closed => None,
             State::SynSent => self.process_syn_sent(now, seg),
@@ -1007,7 +1124,7 @@ impl Connection {
         self.irs = seg.seq_number;
         self.rcv_nxt = seg.seq_number + 1;
         // Our SYN offered this much, unscaled.
-        self.rcv_adv = self.rcv_nxt + self.recv_buf.window().min(usize::from(u16::MAX));
+        self.rcv_adv = self.rcv_nxt + self.rcv_free().min(usize::from(u16::MAX));
         self.negotiate(seg, now);
         self.snd_wl1 = seg.seq_number;
         match seg.ack_number {
@@ -1049,7 +1166,7 @@ impl Connection {
     fn enter_established(&mut self, now: Instant) {
         self.state = State::Established;
         self.events.insert(Events::CONNECTED);
-        if self.send_buf.window() > 0 {
+        if self.send_capacity() > 0 {
             self.events.insert(Events::WRITABLE);
         }
         self.keepalive_at = self.cfg.keepalive.map(|k| now + k.idle);
@@ -1343,8 +1460,15 @@ impl Connection {
             return false;
         }
         let advertised = self.rcv_adv.distance_from(self.rcv_nxt).max(0) as usize;
-        if seg.payload.len() > advertised.min(self.recv_buf.window()) {
+        if seg.payload.len() > advertised.min(self.rcv_free()) {
             return false;
+        }
+        if self.recv_buf.window() < seg.payload.len() {
+            if self.memory_pressure {
+                return false;
+            }
+            let need = self.recv_buf.len() + seg.payload.len();
+            grow_for(&mut self.recv_buf, need, self.cfg.recv_buffer);
         }
         match (self.timestamps.as_mut(), seg.timestamp) {
             (None, _) => {}
@@ -1682,11 +1806,24 @@ impl Connection {
             seq += skip;
         }
         let offset = span(seq, self.rcv_nxt);
-        // Trim what does not fit the buffer.
-        let room = self.recv_buf.window().saturating_sub(offset);
+        // Trim what does not fit the buffer: the free space, or what we
+        // already offered (a window is never taken back).
+        let promised = self.rcv_adv.distance_from(self.rcv_nxt).max(0) as usize;
+        let room = self.rcv_free().max(promised).saturating_sub(offset);
         let truncated = payload.len() > room;
         if truncated {
             payload = &payload[..room];
+        }
+        let need = self.recv_buf.len() + offset + payload.len();
+        if need > self.recv_buf.capacity() && !payload.is_empty() {
+            if self.memory_pressure && offset > 0 {
+                // Over budget, out-of-order data goes first (the peer
+                // sends it again); in-order data was promised and gets in.
+                self.ack_now = true;
+                self.rejected = Some(DropReason::TcpMemoryPressure);
+                return;
+            }
+            grow_for(&mut self.recv_buf, need, self.cfg.recv_buffer);
         }
         let was_out_of_order = !self.assembler.is_empty();
         if !payload.is_empty() {
@@ -1765,6 +1902,7 @@ impl Connection {
             self.rto_at,
             self.tlp_at,
             self.rack_at,
+            self.trim_at(),
             self.delayed_ack_at,
             self.persist_at,
             self.keepalive_at,
@@ -1790,6 +1928,9 @@ impl Connection {
     }
 
     fn on_timers(&mut self, now: Instant) {
+        if self.trim_at().is_some_and(|t| t <= now) {
+            self.trim();
+        }
         if self.close_at.is_some_and(|t| t <= now) {
             self.close_at = None;
             match self.state {
@@ -2351,9 +2492,9 @@ impl Connection {
     /// (RFC 9293 §3.8.6.2.2, RFC 1122 §4.2.3.3): the right edge moves only
     /// by at least min(buffer / 2, MSS), never in small steps.
     fn advertised_window(&self) -> usize {
-        let free = self.recv_buf.window();
+        let free = self.rcv_free();
         let promised = self.rcv_adv.distance_from(self.rcv_nxt).max(0) as usize;
-        let step = (self.recv_buf.capacity() / 2).min(usize::from(self.cfg.mss));
+        let step = (self.rcv_limit() / 2).min(usize::from(self.cfg.mss));
         let wnd = if free > promised && free - promised < step {
             promised
         } else {
@@ -2423,7 +2564,7 @@ impl Connection {
             control: TcpControl::Syn,
             seq_number: self.iss,
             ack_number: synack.then_some(self.rcv_nxt),
-            window_len: self.recv_buf.window().min(usize::from(u16::MAX)) as u16,
+            window_len: self.rcv_free().min(usize::from(u16::MAX)) as u16,
             window_scale: self.window_scaling.then_some(self.rcv_wscale),
             max_seg_size: Some(self.cfg.mss),
             sack_permitted: self.sack,

@@ -43,6 +43,11 @@ pub struct ShardConfig {
     pub accept_backlog: usize,
     /// Answer SYNs with cookies when the SYN queue is full.
     pub syn_cookies: bool,
+    /// Bytes of connection buffers the shard may hold before it is under
+    /// memory pressure: then new connections are refused (counted as
+    /// `tcp_memory_pressure`), windows stop growing, out-of-order data
+    /// that needs memory is dropped, and idle rings are freed at once.
+    pub memory_budget: usize,
 }
 
 impl Default for ShardConfig {
@@ -52,6 +57,7 @@ impl Default for ShardConfig {
             syn_backlog: 1024,
             accept_backlog: 1024,
             syn_cookies: true,
+            memory_budget: 1 << 30,
         }
     }
 }
@@ -153,7 +159,9 @@ impl ChallengeBudget {
 
 struct Slot {
     generation: u32,
-    conn: Option<Connection>,
+    /// Boxed: a free slot costs a few words, so a shard sized for many
+    /// connections does not hold their state before they come.
+    conn: Option<Box<Connection>>,
     /// Where segments go: learned from the peer's frames (passive opens, and
     /// the SYN-ACK for active ones) or from ARP.
     peer_mac: Option<EthernetAddress>,
@@ -168,6 +176,8 @@ struct Slot {
     events: Events,
     /// In the `eventful` list.
     eventful: bool,
+    /// The connection's buffer bytes counted in the shard's total.
+    held: usize,
 }
 
 /// Where a segment goes: the peer's link address if known, its IP address,
@@ -194,9 +204,9 @@ pub struct Shard {
     eventful: Vec<u32>,
     isn: IsnGenerator,
     cookies: SynCookies,
-    /// Buffers of finished connections, for the next ones (no allocation,
-    /// no zeroing); at most `SPARE_BUFFERS`, the rest are freed.
-    spare: Vec<Buffers>,
+    /// Buffer bytes the connections held when the shard last looked
+    /// (after each segment and each dispatch of the connection).
+    buffer_total: usize,
     next_port: u16,
     /// This shard's share of the ephemeral ports: (index, cores).
     partition: (usize, usize),
@@ -223,11 +233,6 @@ impl std::fmt::Debug for Shard {
             .finish_non_exhaustive()
     }
 }
-
-/// Buffer pairs a shard keeps for reuse: enough for bursts of new
-/// connections without allocating, few enough that a shard that was busy
-/// does not keep its peak memory (each pair is send + receive buffer).
-const SPARE_BUFFERS: usize = 128;
 
 /// Ephemeral ports for active opens (IANA dynamic range).
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
@@ -264,6 +269,7 @@ impl Shard {
                     ready: false,
                     events: Events::default(),
                     eventful: false,
+                    held: 0,
                 })
                 .collect(),
             free: (0..n as u32).rev().collect(),
@@ -274,7 +280,7 @@ impl Shard {
             eventful: Vec::with_capacity(n),
             isn,
             cookies,
-            spare: Vec::with_capacity(SPARE_BUFFERS),
+            buffer_total: 0,
             next_port: *EPHEMERAL.start(),
             partition: (0, 1),
             closed_total: 0,
@@ -423,7 +429,7 @@ impl Shard {
             slot.ready = true;
             self.ready.push(h.index);
         }
-        slot.conn.as_mut()
+        slot.conn.as_deref_mut()
     }
 
     /// Calls `f` for every accepted connection with events. Connections the
@@ -519,6 +525,7 @@ impl Shard {
                 slot.peer_mac = Some(src_mac);
             }
             let conn = slot.conn.as_mut().expect("table points at live slots");
+            conn.set_memory_pressure(self.buffer_total > self.config.memory_budget);
             let before = conn.state();
             let reply = conn.process(now, &seg);
             let mut rejection = conn.take_rejection();
@@ -546,6 +553,7 @@ impl Shard {
                 });
             }
             self.on_transition(index, before, after);
+            self.account(index);
             // Events now, so the application sees the data in this pass.
             self.gather_events(index);
             self.mark_ready(index);
@@ -590,6 +598,10 @@ impl Shard {
         F: FnMut(Outgoing) -> Result<(), TxError>,
     {
         counters.tcp_syn_in += 1;
+        if self.memory_pressure() {
+            // No memory for another connection: the client retries later.
+            return counters.drop(DropReason::TcpMemoryPressure);
+        }
         let local = self.local(seg.dst_port);
         let listener = &self.listeners[l];
         let queue_full = listener.half_open >= self.config.syn_backlog
@@ -699,6 +711,11 @@ impl Shard {
             counters.tcp_refused += 1;
             return self.reset_closed(src_mac, *remote.ip(), seg, counters, emit);
         }
+        if self.memory_pressure() {
+            counters.tcp_refused += 1;
+            counters.drop(DropReason::TcpMemoryPressure);
+            return self.reset_closed(src_mac, *remote.ip(), seg, counters, emit);
+        }
         counters.tcp_syncookies_ok += 1;
         let (wscale, sack) = match seg.timestamp {
             Some(ts) => SynCookies::decode_timestamp(ts.tsecr),
@@ -781,28 +798,26 @@ impl Shard {
     /// Buffers for the next connection: a finished connection's when the
     /// pool has some, fresh ones otherwise.
     fn buffers(&mut self) -> Buffers {
-        match self.spare.pop() {
-            Some(b) => b.reuse(&self.tcp),
-            None => Buffers::new(&self.tcp),
-        }
+        Buffers::new(&self.tcp)
     }
 
-    fn keep_spare(spare: &mut Vec<Buffers>, buffers: Buffers) {
-        if spare.len() < SPARE_BUFFERS {
-            spare.push(buffers);
-        }
+    /// Buffer bytes held by the connections (they take memory as data
+    /// flows and free it when idle).
+    pub fn buffer_bytes(&self) -> usize {
+        self.buffer_total
     }
 
-    /// Buffer bytes held by connections, and kept in the pool.
-    pub fn buffer_bytes(&self) -> (usize, usize) {
-        let held = self
-            .slots
-            .iter()
-            .filter_map(|s| s.conn.as_ref())
-            .map(Connection::buffer_bytes)
-            .sum();
-        let pooled = self.spare.len() * (self.tcp.send_buffer.max(1) + self.tcp.recv_buffer.max(1));
-        (held, pooled)
+    /// Over the memory budget (see [`ShardConfig::memory_budget`]).
+    pub fn memory_pressure(&self) -> bool {
+        self.buffer_total > self.config.memory_budget
+    }
+
+    /// Counts what the connection in `index` holds now in the total.
+    fn account(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        let held = slot.conn.as_deref().map_or(0, Connection::buffer_bytes);
+        self.buffer_total = self.buffer_total - slot.held + held;
+        slot.held = held;
     }
 
     fn insert(
@@ -815,7 +830,7 @@ impl Shard {
         let key = (conn.remote(), conn.local().port());
         let slot = &mut self.slots[index as usize];
         slot.generation = slot.generation.wrapping_add(1);
-        slot.conn = Some(conn);
+        slot.conn = Some(Box::new(conn));
         slot.peer_mac = peer_mac;
         slot.listener = listener;
         slot.accepted = false;
@@ -902,6 +917,7 @@ impl Shard {
             let probes = conn.loss_probes();
             let peer_mac = slot.peer_mac;
             let dst = *conn.remote().ip();
+            conn.set_memory_pressure(self.buffer_total > self.config.memory_budget);
             let result = conn.dispatch(now, |repr| {
                 emit(Outgoing {
                     peer_mac,
@@ -913,9 +929,8 @@ impl Shard {
             self.retransmits_total += conn.retransmits() - retransmits;
             self.timeouts_total += conn.rto_count() - timeouts;
             self.loss_probes_total += conn.loss_probes() - probes;
-            if let Some(buffers) = conn.shed_buffers() {
-                Self::keep_spare(&mut self.spare, buffers);
-            }
+            conn.shed_buffers();
+            self.account(index);
             self.gather_events(index);
             let slot = &mut self.slots[index as usize];
             let conn = slot.conn.as_mut().expect("still there");
@@ -972,11 +987,8 @@ impl Shard {
         }
         let key = (conn.remote(), conn.local().port());
         let was_listener = slot.listener.take();
-        if let Some(mut conn) = slot.conn.take() {
-            if conn.buffer_bytes() > 0 {
-                Self::keep_spare(&mut self.spare, conn.take_buffers());
-            }
-        }
+        drop(slot.conn.take());
+        self.buffer_total -= std::mem::take(&mut slot.held);
         slot.scheduled = None;
         slot.accepted = false;
         slot.events = Events::default();
@@ -1122,6 +1134,81 @@ mod tests {
             Ok(())
         });
         out
+    }
+
+    #[test]
+    fn a_shard_over_its_memory_budget_refuses_new_connections_until_memory_is_back() {
+        // A budget of one page: a client whose unread data takes a ring
+        // puts the shard over it (more than one page in all).
+        let mut s = shard(ShardConfig {
+            memory_budget: 4096,
+            ..ShardConfig::default()
+        });
+        let mut counters = Counters::default();
+        let now = Instant::ZERO;
+        // What the shard sends, by control and sequence number.
+        let sent = |s: &mut Shard| {
+            let mut out = Vec::new();
+            s.dispatch(now, |o| {
+                out.push((o.repr.control, o.repr.seq_number.0));
+                Ok(())
+            });
+            out
+        };
+        feed(
+            &mut s,
+            now,
+            &segment(TcpControl::Syn, 100, None, b""),
+            &mut counters,
+        );
+        let iss = sent(&mut s)[0].1;
+        feed(
+            &mut s,
+            now,
+            &segment(TcpControl::None, 101, Some(iss + 1), b""),
+            &mut counters,
+        );
+        let h = s.accept(80).expect("established");
+        let data = [7u8; 3000];
+        feed(
+            &mut s,
+            now,
+            &segment(TcpControl::None, 101, Some(iss + 1), &data),
+            &mut counters,
+        );
+        s.get_mut(h).unwrap().send(&[1u8; 100]).unwrap();
+        sent(&mut s);
+        assert_eq!(s.buffer_bytes(), 2 * 4096, "a ring each way");
+        assert!(s.memory_pressure());
+        // A new client is refused in silence (it will retry), and counted.
+        let out = feed(
+            &mut s,
+            now,
+            &segment_from(40001, TcpControl::Syn, 500, None, b""),
+            &mut counters,
+        );
+        assert!(out.is_empty() && sent(&mut s).is_empty());
+        assert_eq!(counters.drops(DropReason::TcpMemoryPressure), 1);
+        // The application reads, the peer acknowledges; the idle rings go at
+        // once under pressure, and the next client gets in.
+        let mut buf = [0u8; 4096];
+        assert_eq!(s.get_mut(h).unwrap().recv(&mut buf), Ok(3000));
+        feed(
+            &mut s,
+            now,
+            &segment(TcpControl::None, 3101, Some(iss + 101), b""),
+            &mut counters,
+        );
+        sent(&mut s);
+        assert_eq!(s.buffer_bytes(), 0);
+        assert!(!s.memory_pressure());
+        feed(
+            &mut s,
+            now,
+            &segment_from(40001, TcpControl::Syn, 500, None, b""),
+            &mut counters,
+        );
+        assert_eq!(sent(&mut s)[0].0, TcpControl::Syn, "a SYN-ACK");
     }
 
     #[test]

@@ -633,10 +633,13 @@ fn graceful_close_both_ways_ends_in_time_wait_then_closed() {
     let mut buf = [0; 8];
     assert_eq!(c.recv(&mut buf), Ok(5));
     assert_eq!(c.recv(&mut buf), Err(Error::Closing));
-    now = c.poll_at(now).unwrap();
+    // Timers until CLOSED (the empty rings are freed on the way).
+    while c.state() != State::Closed {
+        now = c.poll_at(now).unwrap();
+        drain(&mut c, now);
+    }
     assert_eq!(now, Instant::ZERO + cfg().time_wait);
-    drain(&mut c, now);
-    assert_eq!(c.state(), State::Closed);
+    assert_eq!(c.buffer_bytes(), 0);
     assert_eq!(c.error(), None);
 }
 
@@ -1565,4 +1568,129 @@ fn header_prediction_matches_the_full_path() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Memory on demand
+// ---------------------------------------------------------------------------
+
+#[test]
+fn buffers_are_taken_as_data_flows_and_freed_once_idle() {
+    let (mut c, now) = established(cfg());
+    assert_eq!(c.buffer_bytes(), 0, "an established connection holds none");
+    c.send(b"hello").unwrap();
+    assert_eq!(c.buffer_bytes(), MIN_RING, "one page for a small response");
+    drain(&mut c, now);
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1,
+            Some(ISS + 6),
+            65535,
+            b"GET /",
+        ),
+    );
+    assert_eq!(c.buffer_bytes(), 2 * MIN_RING);
+    let mut buf = [0u8; 16];
+    assert_eq!(c.recv(&mut buf), Ok(5));
+    // Both rings are empty now: freed TRIM_AFTER after the last segment
+    // (the delayed ACK goes first).
+    let mut t = now;
+    while c.buffer_bytes() > 0 {
+        t = c.poll_at(t).expect("a timer");
+        drain(&mut c, t);
+    }
+    assert_eq!(t, now + TRIM_AFTER);
+    assert_eq!(
+        c.buffer_bytes(),
+        0,
+        "an idle keep-alive connection holds none"
+    );
+    // A bigger write grows the ring by doubling, to the configured size.
+    let big = vec![1u8; 300_000];
+    let n = c.send(&big).unwrap();
+    assert_eq!(n, cfg().send_buffer);
+    assert_eq!(c.buffer_bytes(), cfg().send_buffer);
+}
+
+#[test]
+fn the_receive_window_starts_small_and_grows_with_what_the_reader_takes() {
+    let (mut c, mut now) = established(cfg());
+    assert_eq!(c.rcv_space, INITIAL_RCV_SPACE);
+    let advertised = seg_of(
+        &{
+            c.send(b"x").unwrap();
+            drain(&mut c, now).remove(0)
+        },
+        A_ADDR,
+        B_ADDR,
+    )
+    .window;
+    assert_eq!(
+        usize::from(advertised),
+        INITIAL_RCV_SPACE - 1,
+        "64 KiB, not 256"
+    );
+    // A reader that keeps up takes 40 segments within one round trip
+    // (100 ms before an RTT is measured) ...
+    let mut seq = PEER_ISS + 1;
+    let mut buf = vec![0u8; 2048];
+    for _ in 0..40 {
+        c.process(
+            now,
+            &peer_seg(TcpControl::None, seq, Some(ISS + 2), 65535, &[3u8; 1460]),
+        );
+        seq += 1460;
+        while c.recv(&mut buf).unwrap_or(0) > 0 {}
+    }
+    // ... and the next read, a round trip on, doubles the window (at
+    // least: to twice what the reader took if that is more).
+    now += Duration::from_millis(150);
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, seq, Some(ISS + 2), 65535, &[3u8; 1460]),
+    );
+    while c.recv(&mut buf).unwrap_or(0) > 0 {}
+    assert_eq!(c.rcv_space, 2 * INITIAL_RCV_SPACE);
+}
+
+#[test]
+fn under_memory_pressure_out_of_order_data_goes_first() {
+    let (mut c, now) = established(cfg());
+    c.set_memory_pressure(true);
+    // Out of order, with no ring allocated: dropped, and the peer is told
+    // where we are.
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1 + 100,
+            Some(ISS + 1),
+            65535,
+            &[1u8; 100],
+        ),
+    );
+    assert_eq!(c.take_rejection(), Some(DropReason::TcpMemoryPressure));
+    assert_eq!(c.buffer_bytes(), 0);
+    let ack = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
+    assert_eq!(ack.ack, Some(PEER_ISS + 1));
+    // In-order data within the window we offered still gets in.
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1,
+            Some(ISS + 1),
+            65535,
+            &[1u8; 100],
+        ),
+    );
+    assert_eq!(c.take_rejection(), None);
+    assert_eq!(c.status().recv_queued, 100);
+    // And the window's right edge stays where it was offered (it is never
+    // taken back, RFC 9293 §3.8.6, and does not move on).
+    let edge = c.rcv_adv;
+    assert_eq!(c.rcv_nxt + (c.advertised_window() << c.rcv_wscale), edge);
+    assert_eq!(c.rcv_free(), MIN_RING - 100, "one ring, no growth");
 }
