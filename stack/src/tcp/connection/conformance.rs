@@ -1,8 +1,11 @@
 //! RFC 9293 conformance: one test per applicable MUST of Appendix B (the
-//! "TCP Requirements Summary"), named `must_N_...` after its label. Each
-//! drives the engine with segments written by hand from the RFC's text and
-//! checks the segments that come out, on virtual time. Expected values are
-//! the RFC's, not the engine's.
+//! "TCP Requirements Summary"), named `must_N_...` after its label; then
+//! RFC 5961's defences (`rfc5961_...`: RST, SYN and ACK checks) and RFC
+//! 7323's timestamps and PAWS (`rfc7323_...`), named after their sections.
+//! Each drives the engine with segments written by hand from the RFC's
+//! text and checks the segments that come out, on virtual time. Expected
+//! values are the RFC's, not the engine's. (RFC 6675's recovery is tested
+//! segment by segment in `tests.rs`.)
 //!
 //! Not tested here, and why:
 //!
@@ -1886,4 +1889,208 @@ fn must_46_open_to_broadcast_or_multicast_is_an_error() {
             "{ip}"
         );
     }
+}
+
+// ---------------------------------------------------------------------
+// RFC 5961: blind in-window attacks
+// ---------------------------------------------------------------------
+
+/// A segment from B, written byte by byte, with no options.
+fn from_peer(flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+    raw_seg(B_ADDR, A_ADDR, flags, seq, ack, 65535, &[], payload)
+}
+
+/// RFC 5961 §3.2: "If the RST bit is set and the sequence number exactly
+/// matches the next expected sequence number (RCV.NXT), then TCP MUST
+/// reset the connection."
+#[test]
+fn rfc5961_3_2_rst_exactly_at_rcv_nxt_resets() {
+    let (mut c, now) = established(&cfg());
+    let (parsed, _) = feed_raw(&mut c, now, &from_peer(RST, PEER_ISS + 1, 0, b""));
+    assert!(parsed);
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(c.error(), Some(Error::Reset));
+}
+
+/// RFC 5961 §3.2: an RST in the window but not at RCV.NXT: "TCP MUST send
+/// an acknowledgment (challenge ACK): <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>"
+/// and keep the connection; outside the window it is silently discarded.
+#[test]
+fn rfc5961_3_2_rst_in_window_draws_a_challenge_ack_outside_is_dropped() {
+    let (mut c, now) = established(&cfg());
+    feed_raw(&mut c, now, &from_peer(RST, PEER_ISS + 1 + 1000, 0, b""));
+    assert_eq!(c.state(), State::Established, "not reset");
+    let out = drain(&mut c, now);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].control, out[0].seq, out[0].ack, out[0].len),
+        (TcpControl::None, ISS + 1, Some(PEER_ISS + 1), 0),
+        "the challenge ACK"
+    );
+    // Beyond RCV.NXT + RCV.WND: nothing at all.
+    let (mut c, now) = established(&cfg());
+    feed_raw(&mut c, now, &from_peer(RST, PEER_ISS + 1 + 200_000, 0, b""));
+    assert_eq!(c.state(), State::Established);
+    assert!(drain(&mut c, now).is_empty(), "silently discarded");
+}
+
+/// RFC 5961 §4.2: a SYN in a synchronized state, whatever its sequence
+/// number: "TCP MUST send an ACK (also referred to as challenge ACK) to
+/// the remote peer" and not reset.
+#[test]
+fn rfc5961_4_2_a_syn_in_established_draws_a_challenge_ack() {
+    for seq in [
+        PEER_ISS + 1,
+        PEER_ISS + 1 + 5000,
+        PEER_ISS.wrapping_sub(100_000),
+    ] {
+        let (mut c, now) = established(&cfg());
+        feed_raw(&mut c, now, &from_peer(SYN, seq, 0, b""));
+        assert_eq!(c.state(), State::Established, "seq {seq}");
+        let out = drain(&mut c, now);
+        assert_eq!(out.len(), 1, "seq {seq}");
+        assert_eq!(
+            (out[0].control, out[0].seq, out[0].ack),
+            (TcpControl::None, ISS + 1, Some(PEER_ISS + 1)),
+            "seq {seq}"
+        );
+    }
+}
+
+/// RFC 5961 §5.2: an ACK is acceptable only in (SND.UNA - MAX.SND.WND) =<
+/// SEG.ACK =< SND.NXT; "All incoming segments whose ACK value doesn't
+/// satisfy the above condition MUST be discarded and an ACK sent back":
+/// blind data injected with a guessed-old ACK does not get in.
+#[test]
+fn rfc5961_5_2_data_with_an_ack_far_below_snd_una_is_discarded() {
+    let (mut c, now) = established(&cfg());
+    // MAX.SND.WND is 65535: this ACK lies 70,000 below SND.UNA.
+    let stale = (ISS + 1).wrapping_sub(70_000);
+    feed_raw(
+        &mut c,
+        now,
+        &from_peer(ACK | PSH, PEER_ISS + 1, stale, b"injected"),
+    );
+    assert_eq!(c.status().recv_queued, 0, "the data is discarded");
+    let out = drain(&mut c, now);
+    assert_eq!(out.len(), 1, "an ACK is sent back");
+    assert_eq!((out[0].seq, out[0].ack), (ISS + 1, Some(PEER_ISS + 1)));
+    // Within MAX.SND.WND below SND.UNA (an old duplicate): the data is
+    // taken.
+    let old = (ISS + 1).wrapping_sub(1000);
+    feed_raw(
+        &mut c,
+        now,
+        &from_peer(ACK | PSH, PEER_ISS + 1, old, b"genuine"),
+    );
+    assert_eq!(c.status().recv_queued, 7);
+}
+
+// ---------------------------------------------------------------------
+// RFC 7323: timestamps and PAWS
+// ---------------------------------------------------------------------
+
+/// The TSopt bytes (NOP, NOP, kind 8, length 10, TSval, TSecr).
+fn ts_option(tsval: u32, tsecr: u32) -> Vec<u8> {
+    let mut o = vec![1, 1, 8, 10];
+    o.extend_from_slice(&tsval.to_be_bytes());
+    o.extend_from_slice(&tsecr.to_be_bytes());
+    o
+}
+
+/// Active open with timestamps offered and the SYN-ACK carrying TSopt
+/// (TSval `tsval`, echoing the SYN's).
+fn open_with_timestamps(tsval: u32) -> Connection {
+    let config = TcpConfig {
+        timestamps: true,
+        ..cfg()
+    };
+    let mut c = Connection::connect(&config, A_ADDR, B_ADDR, SeqNumber(ISS), Instant::ZERO);
+    let syn = drain(&mut c, Instant::ZERO);
+    assert!(syn[0].ts, "RFC 7323 §3.2: offered on the SYN");
+    let packet = TcpPacket::new_checked(&syn[0].raw[..]).unwrap();
+    let ours = TcpRepr::parse(&packet, *A_ADDR.ip(), *B_ADDR.ip())
+        .unwrap()
+        .timestamp
+        .unwrap()
+        .tsval;
+    let synack = raw_seg(
+        B_ADDR,
+        A_ADDR,
+        SYN | ACK,
+        PEER_ISS,
+        ISS + 1,
+        65535,
+        &ts_option(tsval, ours),
+        b"",
+    );
+    feed_raw(&mut c, Instant::ZERO, &synack);
+    assert_eq!(c.state(), State::Established);
+    assert!(c.status().timestamps);
+    drain(&mut c, Instant::ZERO);
+    c
+}
+
+/// RFC 7323 §3.2: "Once TSopt has been successfully negotiated ... the
+/// TSopt MUST be sent in every non-<RST> segment for the duration of the
+/// connection"; when it was not negotiated, none is sent.
+#[test]
+fn rfc7323_3_2_tsopt_in_every_non_rst_segment_once_negotiated() {
+    let mut c = open_with_timestamps(1000);
+    c.send(&[1; 3000]).unwrap();
+    c.close().unwrap();
+    let mut out = drain(&mut c, Instant::ZERO);
+    let data = raw_seg(
+        B_ADDR,
+        A_ADDR,
+        ACK | PSH,
+        PEER_ISS + 1,
+        ISS + 1,
+        65535,
+        &ts_option(1001, 0),
+        b"reply",
+    );
+    feed_raw(&mut c, at(1), &data);
+    out.extend(drain(&mut c, at(1)));
+    out.extend(drain(&mut c, at(100)));
+    assert!(out.len() >= 4, "{out:?}");
+    assert!(out.iter().all(|s| s.ts), "{out:?}");
+    let (mut c, now) = established(&cfg());
+    c.send(b"x").unwrap();
+    assert!(drain(&mut c, now).iter().all(|s| !s.ts));
+}
+
+/// RFC 7323 §5.3 R1: a segment whose TSval is older than TS.Recent "is
+/// not acceptable": "Send an acknowledgment in reply as specified in
+/// [RFC793] page 69 and drop the segment"; R1 does not apply to RST
+/// (§5.3: RSTs are acceptable regardless of their timestamp).
+#[test]
+fn rfc7323_5_3_paws_drops_an_old_duplicate_with_an_ack_but_not_a_rst() {
+    let mut c = open_with_timestamps(5000);
+    let seg = |tsval: u32, seq: u32, flags: u8, payload: &[u8]| {
+        raw_seg(
+            B_ADDR,
+            A_ADDR,
+            flags,
+            seq,
+            ISS + 1,
+            65535,
+            &ts_option(tsval, 0),
+            payload,
+        )
+    };
+    feed_raw(&mut c, at(1), &seg(5001, PEER_ISS + 1, ACK | PSH, b"fresh"));
+    assert_eq!(c.status().recv_queued, 5);
+    drain(&mut c, at(1));
+    // An old duplicate from the wrapped-around past: TSval 4000 < 5001,
+    // carrying what would otherwise be the next in-sequence bytes.
+    feed_raw(&mut c, at(2), &seg(4000, PEER_ISS + 6, ACK | PSH, b"stale"));
+    assert_eq!(c.status().recv_queued, 5, "dropped by PAWS");
+    let out = drain(&mut c, at(2));
+    assert_eq!(out.len(), 1, "and acknowledged");
+    assert_eq!(out[0].ack, Some(PEER_ISS + 6));
+    // A RST with an old timestamp at RCV.NXT still resets.
+    feed_raw(&mut c, at(3), &seg(4000, PEER_ISS + 6, RST, b""));
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(c.error(), Some(Error::Reset));
 }
