@@ -297,6 +297,11 @@ impl Metrics {
                 |c| c.tcp_timeouts,
             ),
             (
+                "bypass_tcp_pmtu_black_holes_total",
+                "TCP connections whose segment size fell back after repeated timeouts (RFC 4821 path MTU black hole).",
+                |c| c.tcp_pmtu_black_holes,
+            ),
+            (
                 "bypass_tcp_loss_probes_total",
                 "TCP tail loss probes (RFC 8985): losses repaired without an RTO.",
                 |c| c.tcp_loss_probes,

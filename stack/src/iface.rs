@@ -474,6 +474,7 @@ impl Interface {
             self.counters.tcp_retransmits = shard.retransmits_total;
             self.counters.tcp_timeouts = shard.timeouts_total;
             self.counters.tcp_loss_probes = shard.loss_probes_total;
+            self.counters.tcp_pmtu_black_holes = shard.black_holes_total;
         }
         let mut requests = [Ipv4Addr::UNSPECIFIED; 16];
         let mut n = 0;

@@ -75,4 +75,23 @@ check "16 MiB over MTU 1400 byte-exact" test "$(sha256sum "$ARTIFACTS/loss-got" 
 rm -f "$ARTIFACTS/loss-got"
 stop_server
 check "server exits 0" test "$SERVER_RC" = 0
+
+# A path MTU black hole: the client's side takes 1400-byte packets at most,
+# but its SYN says MSS 1460 (a route's advmss, as behind a tunnel that
+# clamps nothing) and no ICMP comes back: veth drops what is too big for
+# the receiving end in silence. Full-sized segments vanish; after three
+# timeouts in a row the stack falls back to 1024-byte segments (RFC 4821
+# §7.4).
+echo "== loss: a path MTU black hole"
+srv ip link set bpx0 mtu 1500
+cli ip route replace 10.99.0.1/32 dev bpx1 advmss 1460
+if start_server "$LOG" --iface bpx0 --ip 10.99.0.1 --queues 1 --root "$SITE" --metrics-path /metrics --metrics-allow 10.99.0.2/32; then pass "server starts"; else fail "server starts" "$(cat "$LOG")"; fi
+cli curl -sS --max-time 60 -o "$ARTIFACTS/loss-got" "$URL/big.bin"
+check "16 MiB through the black hole byte-exact" test "$(sha256sum "$ARTIFACTS/loss-got" | cut -d' ' -f1)" = "$SHA"
+rm -f "$ARTIFACTS/loss-got"
+sleep 1.1
+check "the black hole was detected ($(metric bypass_tcp_pmtu_black_holes_total))" test "$(metric bypass_tcp_pmtu_black_holes_total)" -ge 1
+cli ip route del 10.99.0.1/32 dev bpx1
+stop_server
+check "server exits 0" test "$SERVER_RC" = 0
 finish loss

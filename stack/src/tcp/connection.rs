@@ -200,6 +200,18 @@ const MIN_PMTU: usize = 552;
 const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_millis(500);
 /// Timestamp option plus its two NOPs.
 const TIMESTAMP_OPTION_LEN: usize = 12;
+/// RFC 4821 §7.4 black hole detection, as Linux's `tcp_mtu_probing = 1`
+/// does it: this many retransmission timeouts in a row, with more than
+/// [`BLACK_HOLE_MSS`] outstanding, suggest that full-sized segments die on
+/// the path without an ICMP "fragmentation needed" (a firewall eats it).
+const BLACK_HOLE_RTOS: u32 = 3;
+/// The segment size a suspected black hole falls back to (Linux's
+/// `tcp_base_mss`): it fits every IPv4 path of 1100 bytes or more.
+const BLACK_HOLE_MSS: usize = 1024;
+/// How long the smaller size is kept before the full one is tried again
+/// (Linux's `tcp_probe_interval`); it doubles each time the path still
+/// drops the full size.
+const BLACK_HOLE_RETRY: Duration = Duration::from_secs(600);
 /// The round trip autotuning assumes before an RTT was measured.
 const AUTOTUNE_DEFAULT_RTT: Duration = Duration::from_millis(100);
 /// Autotuning measures over at least this long (a LAN's RTT is tens of
@@ -387,6 +399,13 @@ pub struct Connection {
     tlp_outstanding: bool,
     /// Loss probes sent so far.
     loss_probes: u64,
+    /// A suspected path MTU black hole lowered the segment size: the size
+    /// before, and when to try it again (RFC 4821 §7.4).
+    black_hole: Option<(usize, Instant)>,
+    /// How long the next suspected black hole keeps the smaller size.
+    black_hole_retry: Duration,
+    /// Suspected black holes so far.
+    black_holes: u64,
 
     // Other timers.
     persist_at: Option<Instant>,
@@ -493,6 +512,9 @@ impl Connection {
             tlp_due: false,
             tlp_outstanding: false,
             loss_probes: 0,
+            black_hole: None,
+            black_hole_retry: BLACK_HOLE_RETRY,
+            black_holes: 0,
             persist_at: None,
             persist_backoff: 0,
             keepalive_at: None,
@@ -811,6 +833,11 @@ impl Connection {
     /// Tail loss probes sent so far (RFC 8985 §7).
     pub fn loss_probes(&self) -> u64 {
         self.loss_probes
+    }
+
+    /// Path MTU black holes suspected so far (the segment size fell back).
+    pub fn black_holes(&self) -> u64 {
+        self.black_holes
     }
 
     pub fn status(&self) -> Status {
@@ -1387,6 +1414,9 @@ impl Connection {
         }
         self.send_mss = mss;
         self.cc.set_mss(mss);
+        if let Some((full, _)) = self.black_hole.as_mut() {
+            *full = (*full).min(mss);
+        }
         // The segments that were too big are lost: send them again, now.
         self.snd_nxt = self.snd_una;
         self.rexmit_log.clear();
@@ -1591,6 +1621,14 @@ impl Connection {
             }
             self.timeouts = 0;
             self.persist_backoff = 0;
+            // The smaller segments got through for a while: try the full
+            // size again (it falls back after BLACK_HOLE_RTOS more
+            // timeouts if the path still drops it).
+            if let Some((full, _)) = self.black_hole.filter(|&(_, at)| now >= at) {
+                self.black_hole = None;
+                self.send_mss = full;
+                self.cc.set_mss(full);
+            }
             if freed > 0 {
                 self.events.insert(Events::WRITABLE);
             }
@@ -2032,6 +2070,7 @@ impl Connection {
             State::SynSent | State::SynReceived => self.snd_nxt = self.iss,
             _ => {
                 let flight = span(self.snd_max, self.snd_una);
+                self.suspect_black_hole(now, flight);
                 self.cc.on_retransmit_timeout(now, flight);
                 self.recovery = None;
                 self.rexmit_log.clear();
@@ -2211,6 +2250,30 @@ impl Connection {
             self.snd_nxt = before;
         }
         Ok(n)
+    }
+
+    /// RFC 4821 §7.4: [`BLACK_HOLE_RTOS`] timeouts in a row with full-sized
+    /// segments out: they may be too big for a hop that drops them without
+    /// telling us. Fall back to [`BLACK_HOLE_MSS`] (the go-back after this
+    /// timeout already uses it) and try the full size again later.
+    fn suspect_black_hole(&mut self, now: Instant, flight: usize) {
+        if self.timeouts != BLACK_HOLE_RTOS
+            || self.send_mss <= BLACK_HOLE_MSS
+            || flight <= BLACK_HOLE_MSS
+        {
+            return;
+        }
+        tracing::debug!(
+            remote = %self.remote,
+            mss = self.send_mss,
+            fallback = BLACK_HOLE_MSS,
+            "path MTU black hole suspected"
+        );
+        self.black_hole = Some((self.send_mss, now + self.black_hole_retry));
+        self.black_hole_retry = (self.black_hole_retry * 2).min(BLACK_HOLE_RETRY * 16);
+        self.black_holes += 1;
+        self.send_mss = BLACK_HOLE_MSS;
+        self.cc.set_mss(BLACK_HOLE_MSS);
     }
 
     /// Schedules the tail loss probe (RFC 8985 §7.2): with SACK, outside

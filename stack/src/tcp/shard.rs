@@ -218,6 +218,8 @@ pub struct Shard {
     pub timeouts_total: u64,
     /// Tail loss probes of every connection over the shard's life.
     pub loss_probes_total: u64,
+    /// Path MTU black holes suspected by every connection (RFC 4821 §7.4).
+    pub black_holes_total: u64,
     challenge_budget: ChallengeBudget,
 }
 
@@ -287,6 +289,7 @@ impl Shard {
             retransmits_total: 0,
             timeouts_total: 0,
             loss_probes_total: 0,
+            black_holes_total: 0,
             challenge_budget: ChallengeBudget::default(),
         }
     }
@@ -915,6 +918,7 @@ impl Shard {
             let retransmits = conn.retransmits();
             let timeouts = conn.rto_count();
             let probes = conn.loss_probes();
+            let black_holes = conn.black_holes();
             let peer_mac = slot.peer_mac;
             let dst = *conn.remote().ip();
             conn.set_memory_pressure(self.buffer_total > self.config.memory_budget);
@@ -929,6 +933,7 @@ impl Shard {
             self.retransmits_total += conn.retransmits() - retransmits;
             self.timeouts_total += conn.rto_count() - timeouts;
             self.loss_probes_total += conn.loss_probes() - probes;
+            self.black_holes_total += conn.black_holes() - black_holes;
             conn.shed_buffers();
             self.account(index);
             self.gather_events(index);

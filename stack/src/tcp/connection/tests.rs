@@ -1694,3 +1694,68 @@ fn under_memory_pressure_out_of_order_data_goes_first() {
     assert_eq!(c.rcv_nxt + (c.advertised_window() << c.rcv_wscale), edge);
     assert_eq!(c.rcv_free(), MIN_RING - 100, "one ring, no growth");
 }
+
+#[test]
+fn repeated_timeouts_of_full_segments_fall_back_to_1024_then_retry_rfc4821() {
+    // A hop drops 1460-byte segments without an ICMP (a path MTU black
+    // hole). RFC 4821 §7.4: after three timeouts in a row the segment size
+    // falls back, so the connection moves again; ten minutes later the
+    // full size is tried anew.
+    let (mut c, mut now) = established(cfg());
+    c.send(&vec![7u8; 1460 * 6]).unwrap();
+    assert!(drain(&mut c, now)
+        .iter()
+        .all(|b| seg_of(b, A_ADDR, B_ADDR).len == 1460));
+    let mut lens = Vec::new();
+    for _ in 0..3 {
+        now = c.poll_at(now).expect("the retransmission timer");
+        lens.push(seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR).len);
+    }
+    assert_eq!(lens, vec![1460, 1460, 1024], "the third timeout falls back");
+    assert_eq!(c.black_holes(), 1);
+    // The small segments get through: acknowledged, the rest goes at 1024.
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1,
+            Some(ISS + 1 + 1024),
+            65535,
+            b"",
+        ),
+    );
+    let out = drain(&mut c, now);
+    assert!(!out.is_empty());
+    assert!(out.iter().all(|b| seg_of(b, A_ADDR, B_ADDR).len <= 1024));
+    // Ten minutes on, an ACK of new data brings the full size back.
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1,
+            Some(ISS + 1 + 1460 * 6),
+            65535,
+            b"",
+        ),
+    );
+    now += Duration::from_secs(600);
+    c.send(&[8u8; 1000]).unwrap();
+    drain(&mut c, now);
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1,
+            Some(ISS + 1 + 1460 * 6 + 1000),
+            65535,
+            b"",
+        ),
+    );
+    c.send(&[9u8; 3000]).unwrap();
+    let out = drain(&mut c, now);
+    assert_eq!(
+        seg_of(&out[0], A_ADDR, B_ADDR).len,
+        1460,
+        "the full size again"
+    );
+}
