@@ -362,7 +362,12 @@ fn must_3_receiver_checks_the_checksum() {
 
 /// Active open whose SYN-ACK carries `options` verbatim.
 fn open_with_synack_options(options: &[u8]) -> Connection {
-    let mut c = Connection::connect(&cfg(), A_ADDR, B_ADDR, SeqNumber(ISS), Instant::ZERO);
+    open_with_synack(&cfg(), options)
+}
+
+/// [`open_with_synack_options`] with `config`.
+fn open_with_synack(config: &TcpConfig, options: &[u8]) -> Connection {
+    let mut c = Connection::connect(config, A_ADDR, B_ADDR, SeqNumber(ISS), Instant::ZERO);
     drain(&mut c, Instant::ZERO);
     let synack = raw_seg(
         B_ADDR,
@@ -1999,35 +2004,14 @@ fn ts_option(tsval: u32, tsecr: u32) -> Vec<u8> {
 }
 
 /// Active open with timestamps offered and the SYN-ACK carrying TSopt
-/// (TSval `tsval`, echoing the SYN's).
+/// with TSval `tsval`.
 fn open_with_timestamps(tsval: u32) -> Connection {
     let config = TcpConfig {
         timestamps: true,
         ..cfg()
     };
-    let mut c = Connection::connect(&config, A_ADDR, B_ADDR, SeqNumber(ISS), Instant::ZERO);
-    let syn = drain(&mut c, Instant::ZERO);
-    assert!(syn[0].ts, "RFC 7323 §3.2: offered on the SYN");
-    let packet = TcpPacket::new_checked(&syn[0].raw[..]).unwrap();
-    let ours = TcpRepr::parse(&packet, *A_ADDR.ip(), *B_ADDR.ip())
-        .unwrap()
-        .timestamp
-        .unwrap()
-        .tsval;
-    let synack = raw_seg(
-        B_ADDR,
-        A_ADDR,
-        SYN | ACK,
-        PEER_ISS,
-        ISS + 1,
-        65535,
-        &ts_option(tsval, ours),
-        b"",
-    );
-    feed_raw(&mut c, Instant::ZERO, &synack);
-    assert_eq!(c.state(), State::Established);
+    let c = open_with_synack(&config, &ts_option(tsval, 0));
     assert!(c.status().timestamps);
-    drain(&mut c, Instant::ZERO);
     c
 }
 
@@ -2036,6 +2020,12 @@ fn open_with_timestamps(tsval: u32) -> Connection {
 /// connection"; when it was not negotiated, none is sent.
 #[test]
 fn rfc7323_3_2_tsopt_in_every_non_rst_segment_once_negotiated() {
+    let config = TcpConfig {
+        timestamps: true,
+        ..cfg()
+    };
+    let mut offer = Connection::connect(&config, A_ADDR, B_ADDR, SeqNumber(ISS), Instant::ZERO);
+    assert!(drain(&mut offer, Instant::ZERO)[0].ts, "offered on the SYN");
     let mut c = open_with_timestamps(1000);
     c.send(&[1; 3000]).unwrap();
     c.close().unwrap();
