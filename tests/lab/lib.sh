@@ -103,6 +103,10 @@ xdp_attached() { srv ip link show bpx0 | grep -q 'prog/xdp'; }
 no_xdp() { ! xdp_attached; }
 srv_mac() { srv cat /sys/class/net/bpx0/address; }
 
+# metrics_sum NAME: reads a Prometheus page on stdin and prints the sum of
+# NAME's series (NAME alone, or NAME{...}; a full `NAME{labels}` picks one).
+metrics_sum() { awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $NF } END { print s + 0 }'; }
+
 # counter LOG NAME: the value of NAME= on the "total:" line of a server log.
 counter() { grep 'bypass: total:' "$1" | grep -o " $2=[0-9]*" | cut -d= -f2; }
 # xdp_total LOG steered|passed: summed over queues.

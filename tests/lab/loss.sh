@@ -19,7 +19,7 @@ head -c 16M /dev/urandom >"$SITE/big.bin"
 SHA=$(sha256sum "$SITE/big.bin" | cut -d' ' -f1)
 URL=http://10.99.0.1
 
-metric() { cli curl -sf --max-time 5 "$URL/metrics" | awk -v m="$1" '$1 ~ "^"m { s += $NF } END { print s + 0 }'; }
+metric() { cli curl -sf --max-time 5 "$URL/metrics" | metrics_sum "$1"; }
 # set_loss [RULE [ACK_RULE]]: RULE on what enters bpx-cli, ACK_RULE on
 # what leaves it; nothing clears both.
 set_loss() {

@@ -14,7 +14,7 @@ echo hello >"$SITE/index.html"
 URL=http://10.99.0.1
 # Metrics from the admin listener (a kernel socket in bpx-srv): under
 # pressure the stack refuses new connections, its own /metrics included.
-metric() { srv curl -sf --max-time 5 "http://127.0.0.1:9090/metrics" | awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $NF } END { print s + 0 }'; }
+metric() { srv curl -sf --max-time 5 "http://127.0.0.1:9090/metrics" | metrics_sum "$1"; }
 
 echo "== memory: a 2 MiB budget and clients that never read"
 "$LAB" up --queues 1 >/dev/null

@@ -229,26 +229,12 @@ struct Timestamps {
     offset: u32,
 }
 
-/// A connection's send and receive buffers. They start empty, with no
-/// storage: memory is taken as data flows (a ring grows by doubling, from
-/// [`MIN_RING`] up to the configured size) and given back once a ring has
-/// stayed empty for [`TRIM_AFTER`], so an idle keep-alive connection holds
-/// none (stale bytes are never readable: only what is enqueued or
-/// reassembled is).
-pub struct Buffers {
-    send: RingBuffer,
-    recv: RingBuffer,
-}
-
-impl Buffers {
-    /// Empty buffers: nothing allocated until data comes.
-    pub fn new(_cfg: &TcpConfig) -> Self {
-        Buffers {
-            send: RingBuffer::new(0),
-            recv: RingBuffer::new(0),
-        }
-    }
-}
+// A connection's send and receive rings start empty, with no storage:
+// memory is taken as data flows (a ring grows by doubling, from
+// [`MIN_RING`] up to the configured size) and given back once a ring has
+// stayed empty for [`TRIM_AFTER`], so an idle keep-alive connection holds
+// none (stale bytes are never readable: only what is enqueued or
+// reassembled is).
 
 /// The smallest ring a buffer grows to: one page.
 pub const MIN_RING: usize = 4096;
@@ -445,7 +431,6 @@ impl fmt::Debug for Connection {
 
 impl Connection {
     fn new(
-        buffers: Buffers,
         cfg: &TcpConfig,
         local: SocketAddrV4,
         remote: SocketAddrV4,
@@ -469,14 +454,14 @@ impl Connection {
             snd_wl1: SeqNumber(0),
             snd_wl2: iss,
             snd_wscale: 0,
-            send_buf: buffers.send,
+            send_buf: RingBuffer::new(0),
             fin_queued: false,
             send_mss: DEFAULT_MSS.min(mss),
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_adv: SeqNumber(0),
             rcv_wscale: 0,
-            recv_buf: buffers.recv,
+            recv_buf: RingBuffer::new(0),
             assembler: Assembler::new(),
             rcv_space: cfg.recv_buffer.min(INITIAL_RCV_SPACE),
             rcv_copied: 0,
@@ -539,19 +524,7 @@ impl Connection {
         iss: SeqNumber,
         now: Instant,
     ) -> Self {
-        Self::connect_in(Buffers::new(cfg), cfg, local, remote, iss, now)
-    }
-
-    /// [`Connection::connect`] with buffers to reuse.
-    pub fn connect_in(
-        buffers: Buffers,
-        cfg: &TcpConfig,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        iss: SeqNumber,
-        now: Instant,
-    ) -> Self {
-        let mut c = Connection::new(buffers, cfg, local, remote, iss, now);
+        let mut c = Connection::new(cfg, local, remote, iss, now);
         c.state = State::SynSent;
         c.window_scaling = cfg.window_scaling;
         c.sack = cfg.sack;
@@ -579,21 +552,7 @@ impl Connection {
         iss: SeqNumber,
         now: Instant,
     ) -> Self {
-        Self::accept_in(Buffers::new(cfg), cfg, local, remote, syn, iss, now)
-    }
-
-    /// [`Connection::accept`] with buffers to reuse.
-    #[allow(clippy::too_many_arguments)]
-    pub fn accept_in(
-        buffers: Buffers,
-        cfg: &TcpConfig,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        syn: &TcpRepr,
-        iss: SeqNumber,
-        now: Instant,
-    ) -> Self {
-        let mut c = Connection::new(buffers, cfg, local, remote, iss, now);
+        let mut c = Connection::new(cfg, local, remote, iss, now);
         c.state = State::SynReceived;
         c.irs = syn.seq_number;
         c.rcv_nxt = syn.seq_number + 1;
@@ -612,7 +571,6 @@ impl Connection {
     /// as the first segment in SYN-RECEIVED.
     #[allow(clippy::too_many_arguments)]
     pub fn from_cookie(
-        buffers: Buffers,
         cfg: &TcpConfig,
         local: SocketAddrV4,
         remote: SocketAddrV4,
@@ -623,7 +581,7 @@ impl Connection {
         now: Instant,
     ) -> Self {
         let iss = ack.ack_number.unwrap_or(SeqNumber(0)) - 1;
-        let mut c = Connection::new(buffers, cfg, local, remote, iss, now);
+        let mut c = Connection::new(cfg, local, remote, iss, now);
         c.state = State::SynReceived;
         c.irs = ack.seq_number - 1;
         c.rcv_nxt = ack.seq_number;

@@ -21,7 +21,7 @@ use std::{
 
 use super::{
     config::TcpConfig,
-    connection::{reset_segment, Buffers, Connection, Events, State},
+    connection::{reset_segment, Connection, Events, State},
     isn::IsnGenerator,
     syncookie::SynCookies,
 };
@@ -388,7 +388,7 @@ impl Shard {
         let port = self.free_port(remote)?;
         let local = self.local(port);
         let iss = self.isn.isn(local, remote, now);
-        let conn = Connection::connect_in(self.buffers(), &self.tcp, local, remote, iss, now);
+        let conn = Connection::connect(&self.tcp, local, remote, iss, now);
         let h = self.insert(conn, peer_mac, None)?;
         self.slots[h.index as usize].accepted = true;
         Ok(h)
@@ -620,7 +620,7 @@ impl Shard {
             return;
         }
         let iss = self.isn.isn(local, remote, now);
-        let conn = Connection::accept_in(self.buffers(), &self.tcp, local, remote, seg, iss, now);
+        let conn = Connection::accept(&self.tcp, local, remote, seg, iss, now);
         match self.insert(conn, Some(src_mac), Some(seg.dst_port)) {
             Ok(_) => self.listeners[l].half_open += 1,
             Err(_) => counters.drop(DropReason::TcpBacklogFull),
@@ -724,10 +724,7 @@ impl Shard {
             Some(ts) => SynCookies::decode_timestamp(ts.tsecr),
             None => (None, false),
         };
-        let buffers = self.buffers();
-        let conn = Connection::from_cookie(
-            buffers, &self.tcp, local, remote, seg, mss, wscale, sack, now,
-        );
+        let conn = Connection::from_cookie(&self.tcp, local, remote, seg, mss, wscale, sack, now);
         if let Ok(h) = self.insert(conn, Some(src_mac), Some(seg.dst_port)) {
             self.listeners[l].half_open += 1;
             let slot = &mut self.slots[h.index as usize];
@@ -796,12 +793,6 @@ impl Shard {
             self.mark_ready(index);
         }
         applied
-    }
-
-    /// Buffers for the next connection: a finished connection's when the
-    /// pool has some, fresh ones otherwise.
-    fn buffers(&mut self) -> Buffers {
-        Buffers::new(&self.tcp)
     }
 
     /// Buffer bytes held by the connections (they take memory as data
