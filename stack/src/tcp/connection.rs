@@ -1217,10 +1217,22 @@ impl Connection {
         let trimmed;
         if !self.segment_acceptable(seg) {
             let wnd = self.rcv_adv.distance_from(self.rcv_nxt);
-            if wnd <= 0 && seg.seq_number == self.rcv_nxt && seg.control != TcpControl::Rst {
-                // RFC 9293: with a zero receive window the text is not
-                // acceptable, but valid ACKs, URGs and RSTs are still
-                // processed. Go on without the text (and answer).
+            // How far from RCV.NXT a sender's SEQ may be: the largest window
+            // we could have offered it.
+            let reach = seg.seq_number.distance_from(self.rcv_nxt).unsigned_abs() as usize;
+            if wnd <= 0
+                && seg.ack_number.is_some()
+                && reach <= self.cfg.recv_buffer
+                && !matches!(seg.control, TcpControl::Rst | TcpControl::Syn)
+            {
+                // RFC 9293 §3.10.7.4: with a zero receive window no segment
+                // is acceptable, "but special allowance should be made to
+                // accept valid ACKs": the peer's SEQ may lie anywhere it
+                // could have sent to (past a window we shrank, or at its
+                // SND.NXT after a persist probe), and an ACK dropped here
+                // may be the one that frees the data our application is
+                // waiting to send before it reads again. The ACK (checked
+                // as any other) is processed; the text is not.
                 trimmed = TcpRepr {
                     payload: &[],
                     control: match seg.control {
@@ -1494,6 +1506,12 @@ impl Connection {
         let in_window = |s: SeqNumber| s >= self.rcv_nxt && s < self.rcv_nxt + wnd;
         match (len, wnd) {
             (0, 0) => seq == self.rcv_nxt,
+            // Liberal where the table is strict, as Linux: a segment
+            // without text at the right edge itself (a sender that filled
+            // our window to the octet sends its ACKs from there).
+            (0, _) if seg.control != TcpControl::Rst => {
+                seq >= self.rcv_nxt && seq <= self.rcv_nxt + wnd
+            }
             (0, _) => in_window(seq),
             (_, 0) => false,
             (_, _) => in_window(seq) || in_window(seq + (len - 1)),
@@ -1684,8 +1702,14 @@ impl Connection {
                     .forget_lost(&self.scoreboard, self.send_mss, overdue);
             }
         }
-        // Window update (RFC 9293 §3.10.7.4, fifth step).
-        if self.snd_wl1 < seg.seq_number || (self.snd_wl1 == seg.seq_number && self.snd_wl2 <= ack)
+        // Window update (RFC 9293 §3.10.7.4, fifth step), and, as Linux
+        // does, from any ACK of new data: the peer sends its ACKs in order,
+        // so that window is its newest even when the segment's SEQ is older
+        // than SND.WL1 (a retransmission). Without this, the right edge
+        // would move with SND.UNA over the old window, past the peer's.
+        if ack > una_before
+            || self.snd_wl1 < seg.seq_number
+            || (self.snd_wl1 == seg.seq_number && self.snd_wl2 <= ack)
         {
             let was_zero = self.snd_wnd == 0;
             self.snd_wnd = window;
@@ -2368,10 +2392,12 @@ impl Connection {
         if len == 0 && (!fin || room == 0) {
             return None;
         }
-        // Sender SWS avoidance and Nagle: a short segment waits unless it
-        // is all there is and nothing is in flight (Nagle) or Nagle is off;
-        // and it never goes out merely because the window is small.
-        if len < self.send_mss && !fin {
+        // Sender SWS avoidance and Nagle, for new data only: a short
+        // segment waits unless it is all there is and nothing is in flight
+        // (Nagle) or Nagle is off; and it never goes out merely because
+        // the window is small. Going back over sent data after a timeout is
+        // a retransmission: it goes at once, whatever the window left.
+        if len < self.send_mss && !fin && seq >= self.snd_max {
             let window_limited = len < unsent;
             // With nothing in flight no ACK will come to open the window
             // further: send what fits (the override of §3.8.6.2.1, at once).
@@ -2439,8 +2465,16 @@ impl Connection {
         if is_new && !probe {
             let room = self.send_window_limit().distance_from(seq).max(0) as usize;
             max = max.min(room);
-        } else if let Some(end) = end {
-            max = max.min(span(end, seq).max(1));
+        } else {
+            if let Some(end) = end {
+                max = max.min(span(end, seq).max(1));
+            }
+            // A retransmission stays inside the peer's window while it has
+            // room (one that shrank below a full segment gets what fits).
+            let room = (self.snd_una + self.snd_wnd).distance_from(seq);
+            if room > 0 && !probe {
+                max = max.min(room as usize);
+            }
         }
         let fin_seq = self.fin_seq();
         let (len, fin) = {
@@ -2552,11 +2586,7 @@ impl Connection {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
             control: TcpControl::None,
-            // SND.MAX, not the go-back pointer: after a timeout rewinds
-            // SND.NXT, an ACK from below what the peer already received
-            // would be unacceptable to it, answered by an ACK just as
-            // unacceptable to us, and so on for ever.
-            seq_number: self.snd_max,
+            seq_number: self.acceptable_seq(),
             ack_number: Some(self.rcv_nxt),
             window_len: self.advertised_window() as u16,
             window_scale: None,
@@ -2569,6 +2599,28 @@ impl Connection {
             }),
             urgent_pointer: None,
             payload: &[],
+        }
+    }
+
+    /// The SEQ of a segment without text: SND.MAX, not the go-back
+    /// pointer (after a timeout rewinds SND.NXT, an ACK from below what the
+    /// peer already received would be unacceptable to it, answered by an
+    /// ACK just as unacceptable to us, and so on for ever), but never past
+    /// the peer's window (as Linux's `tcp_acceptable_seq`): after the window
+    /// shrank or closed under data already sent, or when our data fills it
+    /// to the octet, an ACK at SND.MAX is unacceptable to a receiver that
+    /// applies RFC 9293 §3.10.7.4's table to the letter (RCV.NXT =<
+    /// SEG.SEQ < RCV.NXT + RCV.WND), which drops it unread, and both sides
+    /// can then wait on each other. The last octet of the window then, or
+    /// SND.UNA when it is closed.
+    fn acceptable_seq(&self) -> SeqNumber {
+        let edge = self.snd_una + self.snd_wnd;
+        if !self.state.is_synchronized() || edge > self.snd_max {
+            self.snd_max
+        } else if self.snd_wnd == 0 {
+            self.snd_una
+        } else {
+            edge - 1
         }
     }
 

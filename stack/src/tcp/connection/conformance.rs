@@ -1624,6 +1624,246 @@ fn must_35_a_window_shrunk_to_zero_is_probed() {
     assert_eq!(out.iter().map(|s| s.len).sum::<usize>(), 1500);
 }
 
+/// RFC 9293 §3.10.7.4, first step: "If the RCV.WND is zero, no segments
+/// will be acceptable, but special allowance should be made to accept
+/// valid ACKs". Here the peer's SEQ lies past our closed window (it sent
+/// there before we shrank it, or its SND.NXT ran ahead): the ACK must
+/// still free our sent data, else an echo that waits for send room before
+/// it reads again waits for ever, and so does its peer.
+#[test]
+fn rfc9293_zero_window_still_takes_valid_acks_whatever_their_seq() {
+    let config = TcpConfig {
+        recv_buffer: 1000,
+        ..cfg()
+    };
+    let (mut c, now) = established(&config);
+    c.send(&[3; 500]).unwrap();
+    assert_eq!(lens(&drain(&mut c, now)), vec![500]);
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1,
+            Some(ISS + 1),
+            65535,
+            &[7; 1000],
+        ),
+    );
+    let ack = drain(&mut c, now + ms(499));
+    assert_eq!((ack[0].ack, ack[0].window), (Some(PEER_ISS + 1001), 0));
+    assert_eq!(c.send_queued(), 500);
+    // A pure ACK 600 octets past RCV.NXT, acknowledging our 500.
+    c.process(
+        now + ms(10),
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1601,
+            Some(ISS + 501),
+            65535,
+            b"",
+        ),
+    );
+    assert_eq!(c.send_queued(), 0, "the ACK was processed");
+    let out = drain(&mut c, now + ms(10));
+    assert_eq!(
+        (out[0].seq, out[0].ack, out[0].window, out[0].len),
+        (ISS + 501, Some(PEER_ISS + 1001), 0, 0),
+        "and answered, the text dropped"
+    );
+    // An ACK outside any window we could have offered is still dropped.
+    c.send(&[4; 100]).unwrap();
+    drain(&mut c, now + ms(20));
+    c.process(
+        now + ms(20),
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1_000_000,
+            Some(ISS + 601),
+            65535,
+            b"",
+        ),
+    );
+    assert_eq!(c.send_queued(), 100);
+}
+
+/// The window update rule (RFC 9293 §3.10.7.4, fifth step: SND.WL1 <
+/// SEG.SEQ, or equal and SND.WL2 =< SEG.ACK) skips a segment whose SEQ is
+/// older than SND.WL1, such as the peer's retransmission, even when it
+/// acknowledges new data. As Linux does, an ACK of new data updates the
+/// window too: it is the peer's newest. Otherwise the right edge moves
+/// with SND.UNA over the stale window, past the one the peer offers, and
+/// we overrun it (found by the threaded echo test: the peer trimmed our
+/// segment, closed its window, and both sides stalled).
+#[test]
+fn window_follows_an_ack_of_new_data_even_on_an_older_seq() {
+    let mut c = open_at(&rfc6298_cfg(), Some(1460), 2920, Instant::ZERO);
+    let now = Instant::ZERO;
+    c.send(&[1; 10_000]).unwrap();
+    assert_eq!(lens(&drain(&mut c, now)), vec![1460, 1460]);
+    // The peer's first 100 octets are lost; the next 100 arrive out of
+    // order and set SND.WL1 = PEER_ISS + 101.
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 101,
+            Some(ISS + 1),
+            2920,
+            &[9; 100],
+        ),
+    );
+    // Its retransmission of the first fills the hole, with a newer ACK and
+    // a window that keeps the right edge where it was (ISS + 2921).
+    c.process(
+        now + ms(5),
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1,
+            Some(ISS + 1461),
+            1460,
+            &[9; 100],
+        ),
+    );
+    for s in drain(&mut c, now + ms(5)) {
+        assert!(
+            s.seq + s.len as u32 <= ISS + 2921,
+            "beyond the peer's window: {s:?}"
+        );
+    }
+    // The next ACK opens it: sending resumes at SND.NXT.
+    c.process(
+        now + ms(6),
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 201,
+            Some(ISS + 2921),
+            2920,
+            b"",
+        ),
+    );
+    let out = drain(&mut c, now + ms(6));
+    assert_eq!(out[0].seq, ISS + 2921);
+    assert_eq!(lens(&out), vec![1460, 1460]);
+}
+
+/// A segment without text carries SND.MAX, unless the peer's window
+/// shrank below it (MUST-34): then the last octet of the window, or
+/// SND.UNA when it is closed, so that the peer finds the ACK acceptable
+/// (RFC 9293 §3.10.7.4's table; Linux's `tcp_acceptable_seq`).
+#[test]
+fn acks_stay_inside_a_window_that_shrank() {
+    let (mut c, now) = established(&rfc6298_cfg());
+    c.send(&[1; 1000]).unwrap();
+    assert_eq!(lens(&drain(&mut c, now)), vec![1000]);
+    let data =
+        |seq: u32, window: u16| peer_seg(TcpControl::None, seq, Some(ISS + 1), window, &[9; 10]);
+    // Window 500 from SND.UNA: the edge (ISS + 501) is below SND.MAX.
+    c.process(now, &data(PEER_ISS + 1, 500));
+    // (Delayed ACKs, each well before the retransmission timeout.)
+    let ack = drain(&mut c, now + ms(100));
+    assert_eq!(
+        (ack[0].seq, ack[0].ack, ack[0].len),
+        (ISS + 500, Some(PEER_ISS + 11), 0)
+    );
+    // Closed: SND.UNA.
+    c.process(now + ms(100), &data(PEER_ISS + 11, 0));
+    let ack = drain(&mut c, now + ms(200));
+    assert_eq!(
+        (ack[0].seq, ack[0].ack, ack[0].len),
+        (ISS + 1, Some(PEER_ISS + 21), 0)
+    );
+    // Open again over everything sent: SND.MAX.
+    c.process(now + ms(200), &data(PEER_ISS + 21, 65535));
+    let ack = drain(&mut c, now + ms(300));
+    assert_eq!(
+        (ack[0].seq, ack[0].ack, ack[0].len),
+        (ISS + 1001, Some(PEER_ISS + 31), 0)
+    );
+}
+
+/// The other side of `acks_stay_inside_a_window_that_shrank`, as Linux
+/// (`tcp_sequence`) is liberal: an ACK at the right edge itself, from a
+/// sender that filled our window to the octet, is taken, though the table
+/// of §3.10.7.4 read to the letter refuses it (RCV.NXT =< SEG.SEQ <
+/// RCV.NXT + RCV.WND). Refused, its ACK of our data is lost, and with it
+/// the send room our application may be waiting for before it reads.
+#[test]
+fn an_ack_at_the_right_edge_of_our_window_is_taken() {
+    let config = TcpConfig {
+        recv_buffer: 1000,
+        ..cfg()
+    };
+    let (mut c, now) = established(&config);
+    c.send(&[3; 500]).unwrap();
+    assert_eq!(lens(&drain(&mut c, now)), vec![500]);
+    c.process(
+        now,
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1,
+            Some(ISS + 1),
+            65535,
+            &[7; 400],
+        ),
+    );
+    let ack = drain(&mut c, now + ms(100));
+    assert_eq!((ack[0].ack, ack[0].window), (Some(PEER_ISS + 401), 600));
+    // The peer's next 600 octets are lost; its ACK comes from SND.NXT,
+    // RCV.NXT + RCV.WND.
+    c.process(
+        now + ms(100),
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1001,
+            Some(ISS + 501),
+            65535,
+            b"",
+        ),
+    );
+    assert_eq!(c.send_queued(), 0, "the ACK was taken");
+    // One octet further it is outside the window: dropped, and answered.
+    c.send(&[4; 100]).unwrap();
+    drain(&mut c, now + ms(100));
+    c.process(
+        now + ms(110),
+        &peer_seg(
+            TcpControl::None,
+            PEER_ISS + 1002,
+            Some(ISS + 601),
+            65535,
+            b"",
+        ),
+    );
+    assert_eq!(c.send_queued(), 100);
+    let ack = drain(&mut c, now + ms(110));
+    assert_eq!((ack[0].ack, ack[0].len), (Some(PEER_ISS + 401), 0));
+}
+
+/// Sender SWS avoidance (§3.8.6.2.1) holds back short segments of new
+/// data, not retransmissions: after a timeout goes back over data sent
+/// before the peer's window shrank below one segment, the retransmission
+/// goes at once, cut to the window. (Held back, as it was, the timer
+/// fired again and again with nothing sent, each time backing off.)
+#[test]
+fn a_retransmission_goes_into_a_window_shrunk_below_a_segment() {
+    let mut c = open_at(&rfc6298_cfg(), Some(1460), 65535, Instant::ZERO);
+    let now = Instant::ZERO;
+    c.send(&[1; 1460]).unwrap();
+    assert_eq!(lens(&drain(&mut c, now)), vec![1460]);
+    // Nothing acknowledged; the window shrinks to 1000 from SND.UNA.
+    peer_ack(&mut c, now + ms(10), ISS + 1, 1000);
+    assert!(drain(&mut c, now + ms(10)).is_empty());
+    let t = c.poll_at(now + ms(10)).expect("the retransmission timer");
+    assert_eq!(t, now + Duration::from_secs(1));
+    let re = drain(&mut c, t);
+    assert_eq!(re.len(), 1, "{re:?}");
+    assert_eq!((re[0].seq, re[0].len), (ISS + 1, 1000));
+    // Acknowledged with the window open again: the rest follows.
+    peer_ack(&mut c, t + ms(10), ISS + 1001, 65535);
+    let out = drain(&mut c, t + ms(10));
+    assert_eq!((out[0].seq, out[0].len), (ISS + 1001, 460));
+}
+
 /// MUST-37: "As long as the receiving TCP peer continues to send
 /// acknowledgments in response to the probe segments, the sending TCP peer
 /// MUST allow the connection to stay open" (§3.8.6.1).
