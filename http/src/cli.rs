@@ -104,7 +104,8 @@ pub struct ServeArgs {
 
     /// TCP port to serve HTTP on (repeat for more). In shared-IP mode only
     /// these ports are steered to the stack; in owned-IP mode all TCP to
-    /// the address goes to the stack.
+    /// the address goes to the stack. `--port 0`: none (HTTPS only, with a
+    /// --tls-port).
     #[arg(long = "port", value_name = "PORT", default_value = "80")]
     pub ports: Vec<u16>,
 
@@ -150,6 +151,43 @@ pub struct ServeArgs {
     /// keeps port 80.
     #[arg(long, value_name = "DIR")]
     pub acme_webroot: Option<std::path::PathBuf>,
+
+    /// Get a certificate for NAME from an ACME CA and keep it renewed, with
+    /// no other program (repeat for more names; one certificate each). The
+    /// stack answers the CA's http-01 challenge on a plain --port or its
+    /// tls-alpn-01 challenge on a --tls-port; the CA connects to 80 or 443.
+    #[arg(long = "acme-domain", value_name = "NAME")]
+    pub acme_domains: Vec<String>,
+
+    /// Contact address for the ACME account (the CA's expiry warnings).
+    #[arg(long, value_name = "ADDR")]
+    pub acme_email: Option<String>,
+
+    /// ACME directory URL [default: Let's Encrypt's production directory].
+    #[arg(long, value_name = "URL")]
+    pub acme_directory: Option<String>,
+
+    /// Use Let's Encrypt's staging directory (untrusted certificates,
+    /// generous rate limits: for a first try).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false, hide_possible_values = true, hide_default_value = true)]
+    pub acme_staging: bool,
+
+    /// PEM file of the CA certificates to trust for the ACME server's own
+    /// HTTPS (a private or test CA such as pebble) [default: the system's].
+    #[arg(long, value_name = "FILE")]
+    pub acme_ca_root: Option<std::path::PathBuf>,
+
+    /// Renew a certificate once it is this many seconds old, instead of at
+    /// two thirds of its lifetime or in the CA's renewal window (drills,
+    /// tests).
+    #[arg(long, value_name = "SECS")]
+    pub acme_renew_after: Option<u64>,
+
+    /// Seconds before the first retry after a failed ACME attempt; each
+    /// further failure doubles it (at most 6 hours; the CA's Retry-After
+    /// wins when longer).
+    #[arg(long, value_name = "SECS", default_value_t = crate::acme::schedule::RETRY_BASE.as_secs())]
+    pub acme_retry_base: u64,
 
     /// Answer plain-HTTP requests with a 308 to the same URL on HTTPS
     /// (the ACME challenge path excepted).

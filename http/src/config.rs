@@ -171,6 +171,13 @@ struct ConfigFile {
     cache_control: Option<Vec<CacheControlFile>>,
     redirect: Option<Vec<RedirectFile>>,
     acme_webroot: Option<PathBuf>,
+    acme_domain: Option<OneOrMany<String>>,
+    acme_email: Option<String>,
+    acme_directory: Option<String>,
+    acme_staging: Option<bool>,
+    acme_ca_root: Option<PathBuf>,
+    acme_renew_after: Option<u64>,
+    acme_retry_base: Option<u64>,
     redirect_https: Option<bool>,
     serve_dotfiles: Option<bool>,
     hsts: Option<u64>,
@@ -203,16 +210,16 @@ struct ConfigFile {
 /// Fills in `args` from `--config`, if given: each key whose flag was not
 /// on the command line. `matches` are the `serve` subcommand's.
 pub fn apply(args: &mut ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
-    let Some(path) = args.config.clone() else {
-        return Ok(());
-    };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("config {}: cannot read", path.display()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    merge(args, &text, base, |id| {
-        matches.value_source(id) == Some(ValueSource::CommandLine)
-    })
-    .with_context(|| format!("config {}", path.display()))
+    if let Some(path) = args.config.clone() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("config {}: cannot read", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        merge(args, &text, base, |id| {
+            matches.value_source(id) == Some(ValueSource::CommandLine)
+        })
+        .with_context(|| format!("config {}", path.display()))?;
+    }
+    settle(args)
 }
 
 /// The `serve` flags as at start, for a reload: the command line parsed
@@ -224,8 +231,9 @@ pub fn reload_args() -> anyhow::Result<ServeArgs> {
         .map_err(|e| anyhow!("{e}"))?;
     let cli = cli::Cli::from_arg_matches(&matches).map_err(|e| anyhow!("{e}"))?;
     let cli::Command::Serve(mut args) = cli.command;
-    if let Some(sub) = matches.subcommand_matches("serve") {
-        apply(&mut args, sub)?;
+    match matches.subcommand_matches("serve") {
+        Some(sub) => apply(&mut args, sub)?,
+        None => settle(&mut args)?,
     }
     Ok(args)
 }
@@ -271,6 +279,14 @@ fn merge(
     take!(tls_handshake_timeout);
     take!(user, user, |v| Ok(Some(v)));
     take!(redirect_https);
+    take!(acme_domain, acme_domains, |v: OneOrMany<String>| Ok(
+        v.into_vec()
+    ));
+    take!(acme_email, acme_email, |v| Ok(Some(v)));
+    take!(acme_directory, acme_directory, |v| Ok(Some(v)));
+    take!(acme_staging);
+    take!(acme_renew_after, acme_renew_after, |v| Ok(Some(v)));
+    take!(acme_retry_base);
     take!(serve_dotfiles);
     take!(hsts, hsts, |v| Ok(Some(v)));
     take!(max_connections);
@@ -321,6 +337,12 @@ fn merge(
         .filter(|_| !on_command_line("acme_webroot"))
     {
         args.acme_webroot = Some(base.join(dir));
+    }
+    if let Some(file) = file
+        .acme_ca_root
+        .filter(|_| !on_command_line("acme_ca_root"))
+    {
+        args.acme_ca_root = Some(base.join(file));
     }
     // The default site's rules: flags win per kind of rule.
     let rules = rules_of(RulesFile {
@@ -386,9 +408,15 @@ fn merge(
             args.keys.push(base.join(pair.key));
         }
     }
-    check_limits(args)?;
-    if args.ports.is_empty() {
-        anyhow::bail!("port: at least one port is needed");
+    check_limits(args)
+}
+
+/// What the flags and the file mean together, once both are in:
+/// `--port 0` is no plain port (a site served over HTTPS only).
+fn settle(args: &mut ServeArgs) -> anyhow::Result<()> {
+    args.ports.retain(|&p| p != 0);
+    if args.ports.is_empty() && args.tls_ports.is_empty() {
+        anyhow::bail!("port: at least one --port or --tls-port is needed");
     }
     Ok(())
 }
@@ -445,6 +473,7 @@ mod tests {
         merge(&mut args, text, Path::new("/etc/bypass"), |id| {
             sub.value_source(id) == Some(ValueSource::CommandLine)
         })?;
+        settle(&mut args)?;
         Ok(args)
     }
 
@@ -529,6 +558,12 @@ mod tests {
             state-dir = "state"
             tls-handshake-timeout = 5
             acme-webroot = "acme"
+            acme-domain = ["a.example", "b.example"]
+            acme-email = "ops@a.example"
+            acme-staging = true
+            acme-ca-root = "pebble.pem"
+            acme-renew-after = 30
+            acme-retry-base = 5
             redirect-https = true
             hsts = 600
 
@@ -551,6 +586,14 @@ mod tests {
         assert_eq!(args.server_names, vec!["a.example", "b.example"]);
         assert_eq!(args.state_dir, PathBuf::from("/etc/bypass/state"));
         assert_eq!(args.acme_webroot, Some(PathBuf::from("/etc/bypass/acme")));
+        assert_eq!(args.acme_domains, vec!["a.example", "b.example"]);
+        assert_eq!(args.acme_email.as_deref(), Some("ops@a.example"));
+        assert!(args.acme_staging);
+        assert_eq!(
+            args.acme_ca_root,
+            Some(PathBuf::from("/etc/bypass/pebble.pem"))
+        );
+        assert_eq!((args.acme_renew_after, args.acme_retry_base), (Some(30), 5));
         assert_eq!(args.tls_handshake_timeout, 5);
         assert!(args.redirect_https);
         assert_eq!(args.hsts, Some(600));
@@ -678,6 +721,9 @@ mod tests {
         assert!(err("cores = \"x\"").contains("cores"));
         assert!(err("metrics-allow = \"10.0.0.0/40\"").contains("metrics-allow"));
         assert!(err("port = []").contains("port"));
+        assert!(err("port = 0").contains("at least one --port or --tls-port"));
+        let https_only = serve(&[], "port = 0\ntls-port = 443").unwrap();
+        assert!(https_only.ports.is_empty(), "port 0: no plain port");
         assert!(err("queues = \"two\"").contains("queues"));
         assert!(err("max-header-fields = 500").contains("max-header-fields"));
         assert!(err("max-request-line = 10").contains("max-request-line"));

@@ -6,6 +6,7 @@
 //! owned-IP mode. TLS arrives on the same command.
 
 mod access_log;
+mod acme;
 mod admin;
 mod cli;
 mod config;

@@ -63,6 +63,7 @@ pub struct Metrics {
     allow: Vec<Prefix>,
     http: Vec<Mutex<Option<HttpCounters>>>,
     stack: OnceLock<Arc<LiveCounters>>,
+    acme: OnceLock<Arc<crate::acme::Status>>,
 }
 
 impl Metrics {
@@ -74,7 +75,13 @@ impl Metrics {
             allow,
             http: (0..MAX_CORES).map(|_| Mutex::new(None)).collect(),
             stack: OnceLock::new(),
+            acme: OnceLock::new(),
         }
+    }
+
+    /// The ACME client's state, with `--acme-domain`.
+    pub fn set_acme(&self, status: Arc<crate::acme::Status>) {
+        let _ = self.acme.set(status);
     }
 
     /// The stack's counters, once it runs.
@@ -335,6 +342,9 @@ impl Metrics {
                 })
             }),
         );
+        if let Some(acme) = self.acme.get() {
+            acme.render(&mut out);
+        }
         out
     }
 }

@@ -22,6 +22,7 @@ use bypass_stack::{
 };
 
 use crate::{
+    acme::{self, AcmeSettings, Challenges},
     cli::ServeArgs,
     metrics::Metrics,
     reload::Published,
@@ -41,6 +42,7 @@ fn tls_settings(
     args: &ServeArgs,
     addr: std::net::Ipv4Addr,
     previous: Option<&TlsSettings>,
+    acme: Option<Arc<Challenges>>,
 ) -> anyhow::Result<Option<TlsSettings>> {
     if args.tls_ports.is_empty() {
         if args.redirect_https || args.hsts.is_some() {
@@ -66,8 +68,22 @@ fn tls_settings(
         );
         identities.push(id);
     }
+    if let Some(settings) = acme_settings(args)? {
+        for (name, cert, key) in settings.stored() {
+            match Identity::load(&cert, &key) {
+                Ok(id) => {
+                    tracing::info!("ACME certificate for {name} (SHA-256 {})", id.fingerprint);
+                    identities.push(id);
+                }
+                // A pair caught half-replaced, or damaged: the next order
+                // replaces it.
+                Err(e) => tracing::warn!("ACME certificate for {name} does not load: {e:#}"),
+            }
+        }
+    }
     if identities.is_empty() {
         let mut names = args.server_names.clone();
+        names.extend(args.acme_domains.iter().cloned());
         names.push(addr.to_string());
         let (id, path) = tls::self_signed(&args.state_dir, &names).with_context(|| {
             format!(
@@ -93,7 +109,7 @@ fn tls_settings(
         );
         identities.push(id);
     }
-    let certs = Arc::new(Certificates { identities });
+    let certs = Arc::new(Certificates { identities, acme });
     let mut config = tls::server_config(certs.clone())?;
     if let Some(old) = previous {
         let c = Arc::make_mut(&mut config);
@@ -118,6 +134,12 @@ fn http_config(
     previous: Option<&HttpConfig>,
 ) -> anyhow::Result<HttpConfig> {
     crate::config::check_limits(args)?;
+    // One set of challenge answers for the life of the process: the ACME
+    // thread holds it.
+    let acme = match previous {
+        Some(p) => p.acme.clone(),
+        None => (!args.acme_domains.is_empty()).then(|| Arc::new(Challenges::default())),
+    };
     Ok(HttpConfig {
         ports: args.ports.clone(),
         limits: Limits {
@@ -133,8 +155,56 @@ fn http_config(
         acme_webroot: args.acme_webroot.clone(),
         rules: Arc::new(default_rules(args)),
         serve_dotfiles: args.serve_dotfiles,
-        tls: tls_settings(args, addr, previous.and_then(|p| p.tls.as_ref()))?,
+        tls: tls_settings(
+            args,
+            addr,
+            previous.and_then(|p| p.tls.as_ref()),
+            acme.clone(),
+        )?,
+        acme,
     })
+}
+
+/// `--acme-domain` and its companions, checked: what the ACME thread
+/// does, or `None` without ACME.
+fn acme_settings(args: &ServeArgs) -> anyhow::Result<Option<AcmeSettings>> {
+    if args.acme_domains.is_empty() {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        !args.tls_ports.is_empty(),
+        "--acme-domain needs a --tls-port to serve the certificate on"
+    );
+    let kinds = acme::Kind::answerable(&args.ports, &args.tls_ports);
+    for name in &args.acme_domains {
+        anyhow::ensure!(
+            rcgen::CertificateParams::new(vec![name.clone()]).is_ok() && !name.contains('*'),
+            "--acme-domain {name:?}: not a DNS name or IP address (wildcards need dns-01, which bypass does not answer)"
+        );
+    }
+    let directory = match (&args.acme_directory, args.acme_staging) {
+        (Some(_), true) => anyhow::bail!("--acme-directory and --acme-staging: choose one"),
+        (Some(url), false) => url.clone(),
+        (None, true) => acme::LETS_ENCRYPT_STAGING.to_string(),
+        (None, false) => acme::LETS_ENCRYPT.to_string(),
+    };
+    anyhow::ensure!(
+        directory.starts_with("https://"),
+        "--acme-directory {directory}: an https:// URL (RFC 8555 §6.1)"
+    );
+    if let Some(root) = &args.acme_ca_root {
+        std::fs::metadata(root).with_context(|| format!("--acme-ca-root {}", root.display()))?;
+    }
+    Ok(Some(AcmeSettings {
+        names: args.acme_domains.clone(),
+        email: args.acme_email.clone(),
+        directory,
+        ca_root: args.acme_ca_root.clone(),
+        state_dir: args.state_dir.clone(),
+        renew_after: args.acme_renew_after.map(Duration::from_secs),
+        retry_base: Duration::from_secs(args.acme_retry_base.max(1)),
+        kinds,
+    }))
 }
 
 /// The default site's rules, from the flags and the config file.
@@ -203,7 +273,11 @@ macro_rules! restart_only {
             reload_interval => "reload-interval", max_cached_file => "max-cached-file",
             max_cache_bytes => "max-cache-bytes", memory_per_core => "memory-per-core",
             user => "user", busy_poll => "busy-poll", shared_ip => "shared-ip", zero_copy => "zero-copy",
-            generic_xdp => "generic-xdp", umem_frames => "umem-frames", frame_size => "frame-size"
+            generic_xdp => "generic-xdp", umem_frames => "umem-frames", frame_size => "frame-size",
+            acme_domains => "acme-domain", acme_email => "acme-email",
+            acme_directory => "acme-directory", acme_staging => "acme-staging",
+            acme_ca_root => "acme-ca-root", acme_renew_after => "acme-renew-after",
+            acme_retry_base => "acme-retry-base"
         )
     };
 }
@@ -377,6 +451,35 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         })?
     };
     metrics.set_stack(running.live());
+    // The ACME client: its state directory made (and handed to --user)
+    // while we are still root; the thread starts after privileges drop.
+    let acme_changed = Arc::new(AtomicBool::new(false));
+    let acme_stop = Arc::new(AtomicBool::new(false));
+    let acme = match acme_settings(args)? {
+        Some(settings) => {
+            let made = settings.store().create(&settings.names).with_context(|| {
+                format!(
+                    "making the ACME state in {} (--state-dir)",
+                    args.state_dir.display()
+                )
+            })?;
+            if let Some(target) = &drop_to {
+                for dir in made {
+                    nix::unistd::chown(&dir, Some(target.uid), Some(target.gid))
+                        .with_context(|| format!("handing {} to --user", dir.display()))?;
+                }
+            }
+            let status = Arc::new(acme::Status::default());
+            metrics.set_acme(status.clone());
+            let challenges = http
+                .current()
+                .acme
+                .clone()
+                .expect("challenges exist with --acme-domain");
+            Some((settings, challenges, status))
+        }
+        None => None,
+    };
     if let Some(target) = &drop_to {
         crate::privileges::drop_to(target)?;
         tracing::info!(
@@ -385,6 +488,31 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             target.uid,
             target.gid
         );
+    }
+    if let Some((settings, challenges, status)) = acme {
+        tracing::info!(
+            "ACME: certificates for {} from {} (challenges: {})",
+            settings.names.join(", "),
+            settings.directory,
+            settings
+                .kinds
+                .iter()
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", then ")
+        );
+        // Not joined at exit: it may be waiting on the CA, and holds
+        // nothing a kill could leave half-written (files are renamed in).
+        acme::spawn(
+            settings,
+            acme::Shared {
+                challenges,
+                status,
+                changed: acme_changed.clone(),
+                stop: acme_stop.clone(),
+            },
+        )
+        .context("starting the ACME thread")?;
     }
     let info = running.interface();
     tracing::info!(
@@ -470,6 +598,15 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        if acme_changed.swap(false, Ordering::Acquire) {
+            match http_config(&current, addr, Some(&http.current())) {
+                Ok(config) => {
+                    http.publish(config);
+                    tracing::info!("ACME: the new certificate is served by every core");
+                }
+                Err(e) => tracing::error!("ACME: the new certificate does not load: {e:#}"),
+            }
+        }
         if usr1.swap(false, Ordering::Relaxed) {
             if args.access_log.is_some() {
                 log_reopen.fetch_add(1, Ordering::Relaxed);
@@ -492,6 +629,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let report = running.stop();
     reload_stop.store(true, Ordering::Relaxed);
     admin_stop.store(true, Ordering::Relaxed);
+    acme_stop.store(true, Ordering::Relaxed);
     if let Some(admin) = admin {
         let _ = admin.join();
     }

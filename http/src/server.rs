@@ -61,6 +61,8 @@ pub struct HttpConfig {
     /// `--acme-webroot`: challenge files are read from here at request
     /// time (certbot writes each just before the CA asks for it).
     pub acme_webroot: Option<std::path::PathBuf>,
+    /// `--acme-domain`: the http-01 answers the ACME thread puts up.
+    pub acme: Option<Arc<crate::acme::Challenges>>,
     /// The default site's rules: redirects, fallback, error pages, headers,
     /// Cache-Control.
     pub rules: Arc<SiteRules>,
@@ -814,6 +816,19 @@ impl HttpServer {
     fn plain_special(&self, req: &request::Request<'_>) -> Option<Response<'static>> {
         let target = req.target;
         if let Some(token) = target.strip_prefix(ACME_CHALLENGE) {
+            let answer = self
+                .config
+                .get()
+                .acme
+                .as_ref()
+                .and_then(|c| c.http_answer(token));
+            if let Some(key_authorization) = answer {
+                // RFC 8555 §8.3: the key authorization, as the body.
+                return Some(response::finish(
+                    req,
+                    response::text(200, "application/octet-stream", key_authorization),
+                ));
+            }
             if let Some(root) = &self.config.get().acme_webroot {
                 return Some(response::finish(req, acme_token(root, token)));
             }
@@ -961,6 +976,12 @@ impl HttpServer {
             if let Some(certs) = config.tls.as_ref().map(|t| &t.certs) {
                 if let Some(n) = tls.take_established(certs) {
                     self.counters.handshake(n);
+                    if n.acme_validation {
+                        state.phase = Phase::Closing;
+                        state.since = self.swept.max(state.since);
+                        state.peer_fin = true;
+                        self.release(state);
+                    }
                 }
             }
         }

@@ -64,6 +64,7 @@ pub fn http_config(tls: Option<TlsSettings>) -> HttpConfig {
         idle_timeout: Duration::from_secs(75),
         send_timeout: Duration::from_secs(60),
         acme_webroot: None,
+        acme: None,
         rules: Default::default(),
         serve_dotfiles: false,
         tls,

@@ -40,6 +40,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
+use crate::acme::challenges::ACME_TLS_ALPN;
 use anyhow::{anyhow, bail, Context};
 use bypass_stack::api::events::Conn;
 use rustls::{
@@ -233,7 +234,7 @@ pub fn self_signed(state_dir: &Path, names: &[String]) -> anyhow::Result<(Identi
 
 /// Writes `path` through a temporary file and a rename, so a reader (or a
 /// crash) never sees half a key.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -257,6 +258,9 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
 #[derive(Debug)]
 pub struct Certificates {
     pub identities: Vec<Identity>,
+    /// With `--acme-domain`: tls-alpn-01 answers (RFC 8737), given only to
+    /// a ClientHello that offers `acme-tls/1`.
+    pub acme: Option<Arc<crate::acme::Challenges>>,
 }
 
 impl Certificates {
@@ -268,6 +272,18 @@ impl Certificates {
 
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(acme) = &self.acme {
+            let validation = hello
+                .alpn()
+                .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+            if validation {
+                // The CA checking a challenge: its certificate, or none
+                // (the handshake fails) — never the site's (RFC 8737 §3).
+                return hello
+                    .server_name()
+                    .and_then(|name| acme.alpn_certificate(name));
+            }
+        }
         let by_name = hello
             .server_name()
             .and_then(|name| self.identities.iter().find(|id| id.serves(name)));
@@ -280,12 +296,17 @@ impl ResolvesServerCert for Certificates {
 /// The rustls configuration every core shares: TLS 1.3 and 1.2 only,
 /// ALPN http/1.1, tickets and a session cache, no client certificates.
 pub fn server_config(certs: Arc<Certificates>) -> anyhow::Result<Arc<ServerConfig>> {
+    let acme = certs.acme.is_some();
     let mut config = ServerConfig::builder_with_provider(crypto())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .context("TLS versions")?
         .with_no_client_auth()
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if acme {
+        // Chosen only by a client that offers nothing else: the CA.
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     config.ticketer = provider::Ticketer::new().context("TLS ticketer")?;
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
     config.max_early_data_size = 0;
@@ -382,6 +403,9 @@ pub struct Negotiated {
     pub unknown_name: bool,
     /// Index into [`SUITES`].
     pub suite: usize,
+    /// The CA checking a tls-alpn-01 challenge: nothing follows the
+    /// handshake (RFC 8737 §3), the connection is closed.
+    pub acme_validation: bool,
 }
 
 /// Cipher suites the counters name (the ring provider's, in its order).
@@ -470,11 +494,13 @@ impl TlsStream {
             .session
             .server_name()
             .is_some_and(|name| !certs.covers(name));
+        let acme_validation = self.session.alpn_protocol() == Some(ACME_TLS_ALPN);
         let n = Negotiated {
             tls13,
             resumed,
             unknown_name,
             suite,
+            acme_validation,
         };
         self.established = Some(n);
         Some(n)

@@ -225,6 +225,7 @@ fn net(
     let (id, cert_path) = tls::self_signed(&state, &["bypass.test".to_string()]).unwrap();
     let certs = Arc::new(Certificates {
         identities: vec![id],
+        acme: None,
     });
     let tls = TlsSettings {
         ports: vec![443],
