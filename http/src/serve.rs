@@ -490,6 +490,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some((settings, challenges, status)) = acme {
+        if !args.ports.contains(&80) && !args.tls_ports.contains(&443) {
+            tracing::warn!(
+                "ACME: a CA validates on port 80 (http-01) or 443 (tls-alpn-01), and neither is served here: it works only if something forwards one of them to {:?}",
+                args.ports.iter().chain(&args.tls_ports).collect::<Vec<_>>()
+            );
+        }
         tracing::info!(
             "ACME: certificates for {} from {} (challenges: {})",
             settings.names.join(", "),

@@ -387,11 +387,16 @@ impl Client {
             self.entries[i].ari_next = None;
             return;
         };
+        let now = OffsetDateTime::now_utc();
         let answer = match self.connect().await {
             Ok(ca) => ca.renewal_window(&facts).await,
-            Err(_) => None,
+            Err(f) => {
+                // Ask again later; the certificate's own schedule stands.
+                tracing::debug!("ACME: renewal information: {}", f.detail);
+                self.entries[i].ari_next = Some(now + Duration::from_secs(3600));
+                return;
+            }
         };
-        let now = OffsetDateTime::now_utc();
         let e = &mut self.entries[i];
         match answer {
             Some((window, retry_after)) => {
