@@ -675,6 +675,130 @@ mod tests {
         dir
     }
 
+    /// Accepts any server certificate: these tests look at which one came.
+    #[derive(Debug)]
+    struct AnyCert;
+
+    impl rustls::client::danger::ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            crypto()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+
+    /// A handshake in memory: the certificate the server presented and the
+    /// ALPN protocol it chose, or the error.
+    fn handshake(
+        server: &Arc<ServerConfig>,
+        sni: &str,
+        alpn: &[&[u8]],
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>), rustls::Error> {
+        let mut client_config = rustls::ClientConfig::builder_with_provider(crypto())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert))
+            .with_no_client_auth();
+        client_config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let name = ServerName::try_from(sni.to_string()).unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+        let mut server = ServerConnection::new(server.clone()).unwrap();
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            client.write_tls(&mut wire).unwrap();
+            server.read_tls(&mut &wire[..]).unwrap();
+            let result = server.process_new_packets();
+            let mut back = Vec::new();
+            server.write_tls(&mut back).unwrap();
+            client.read_tls(&mut &back[..]).unwrap();
+            result?;
+            client.process_new_packets()?;
+            if !client.is_handshaking() && !server.is_handshaking() {
+                let cert = client.peer_certificates().unwrap()[0].as_ref().to_vec();
+                return Ok((cert, server.alpn_protocol().map(<[u8]>::to_vec)));
+            }
+        }
+        panic!("no handshake in 10 rounds");
+    }
+
+    #[test]
+    fn tls_alpn_01_gets_the_challenge_certificate_and_only_it() {
+        let dir = temp_dir("alpn");
+        let (site, _) = self_signed(&dir, &["a.test".to_string()]).unwrap();
+        let site_der = site.key.cert[0].as_ref().to_vec();
+        let challenges = Arc::new(crate::acme::Challenges::default());
+        let certs = Arc::new(Certificates {
+            identities: vec![site],
+            acme: Some(challenges.clone()),
+        });
+        let config = server_config(certs).unwrap();
+        // Nothing pending: a validation handshake fails, it never gets
+        // the site's certificate.
+        assert!(handshake(&config, "a.test", &[ACME_TLS_ALPN]).is_err());
+        let challenge = crate::acme::challenges::alpn_certificate("a.test", &[9; 32]).unwrap();
+        let challenge_der = challenge.cert[0].as_ref().to_vec();
+        challenges.set_alpn("a.test", challenge);
+        let (cert, alpn) = handshake(&config, "a.test", &[ACME_TLS_ALPN]).unwrap();
+        assert_eq!(cert, challenge_der, "the CA gets the challenge certificate");
+        assert_eq!(alpn.as_deref(), Some(ACME_TLS_ALPN));
+        // Browsers, meanwhile, get the site's, with http/1.1.
+        let (cert, alpn) = handshake(&config, "a.test", &[b"h2", b"http/1.1"]).unwrap();
+        assert_eq!(cert, site_der);
+        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+        let (cert, _) = handshake(&config, "a.test", &[]).unwrap();
+        assert_eq!(cert, site_der);
+        // Another name's validation: no certificate.
+        assert!(handshake(&config, "b.test", &[ACME_TLS_ALPN]).is_err());
+        challenges.remove_alpn("a.test");
+        assert!(handshake(&config, "a.test", &[ACME_TLS_ALPN]).is_err());
+    }
+
+    #[test]
+    fn without_acme_acme_tls_1_is_not_offered() {
+        let dir = temp_dir("noalpn");
+        let (site, _) = self_signed(&dir, &["a.test".to_string()]).unwrap();
+        let config = server_config(Arc::new(Certificates {
+            identities: vec![site],
+            acme: None,
+        }))
+        .unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        // A client offering only acme-tls/1 is refused (RFC 7301 §3.2:
+        // no_application_protocol), never given the site's certificate
+        // as if it were a challenge answer.
+        assert!(matches!(
+            handshake(&config, "a.test", &[ACME_TLS_ALPN]),
+            Err(rustls::Error::NoApplicationProtocol)
+        ));
+    }
+
     #[test]
     fn a_self_signed_certificate_is_made_once_and_reused() {
         let dir = temp_dir("self");
