@@ -489,6 +489,22 @@ mod tests {
     }
 
     #[test]
+    fn renewal_info_names_a_certificate_by_aki_and_serial() {
+        // RFC 9773 §4.1's construction: base64url(AKI keyIdentifier) "."
+        // base64url(serial's DER content octets), here as instant-acme's
+        // own test vector.
+        let facts = CertFacts {
+            serial: vec![0x00, 0xca, 0xfe],
+            not_before: time::OffsetDateTime::UNIX_EPOCH,
+            not_after: time::OffsetDateTime::UNIX_EPOCH,
+            aki: Some(vec![0xc0, 0xff, 0xee]),
+        };
+        assert_eq!(cert_id(&facts).unwrap().to_string(), "wP_u.AMr-");
+        let no_aki = CertFacts { aki: None, ..facts };
+        assert!(cert_id(&no_aki).is_none());
+    }
+
+    #[test]
     fn problems_are_classified_by_their_type() {
         let problem = |t: &str| {
             instant_acme::Error::Api(
