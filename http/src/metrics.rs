@@ -57,6 +57,21 @@ impl std::str::FromStr for Prefix {
     }
 }
 
+/// One Prometheus metric family: its HELP and TYPE lines, then a sample
+/// per `(labels, value)` row.
+pub fn family<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    rows: &mut dyn Iterator<Item = (String, V)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in rows {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
 /// What the cores publish and the metrics path serves.
 pub struct Metrics {
     path: Option<String>,
@@ -139,14 +154,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         let http = self.http_by_core();
-        let mut family =
-            |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                for (labels, value) in rows {
-                    let _ = writeln!(out, "{name}{{{labels}}} {value}");
-                }
-            };
         family(
+            &mut out,
             "bypass_http_responses_total",
             "counter",
             "HTTP responses by status class.",
@@ -160,6 +169,7 @@ impl Metrics {
             }),
         );
         family(
+            &mut out,
             "bypass_tls_handshakes_total",
             "counter",
             "TLS handshakes completed, by kind (full, resumed), version and cipher suite.",
@@ -185,6 +195,7 @@ impl Metrics {
             }),
         );
         family(
+            &mut out,
             "bypass_tls_failures_total",
             "counter",
             "TLS connections that failed, by reason.",
@@ -233,7 +244,13 @@ impl Metrics {
                 |c| c.timeouts,
             ),
         ] {
-            family(name, "counter", help, &mut per_core(f).into_iter());
+            family(
+                &mut out,
+                name,
+                "counter",
+                help,
+                &mut per_core(f).into_iter(),
+            );
         }
         let stack = self.stack.get().map(|l| l.snapshot()).unwrap_or_default();
         let rows = |f: &dyn Fn(&Counters) -> u64| {
@@ -244,6 +261,7 @@ impl Metrics {
                 .collect::<Vec<_>>()
         };
         family(
+            &mut out,
             "bypass_tcp_connections",
             "gauge",
             "TCP connections holding a slot, every state.",
@@ -253,6 +271,7 @@ impl Metrics {
                 .map(|(core, s)| (format!("core=\"{core}\""), s.connections as u64)),
         );
         family(
+            &mut out,
             "bypass_tcp_buffer_bytes",
             "gauge",
             "Bytes of TCP send and receive buffers held (taken as data flows, freed when idle).",
@@ -262,6 +281,7 @@ impl Metrics {
                 .map(|(core, s)| (format!("core=\"{core}\""), s.buffer_bytes as u64)),
         );
         family(
+            &mut out,
             "bypass_tcp_memory_pressure",
             "gauge",
             "1 while the core is over its memory budget and refuses new connections.",
@@ -329,9 +349,10 @@ impl Metrics {
                 |c| c.forwarded_in,
             ),
         ] {
-            family(name, "counter", help, &mut rows(&f).into_iter());
+            family(&mut out, name, "counter", help, &mut rows(&f).into_iter());
         }
         family(
+            &mut out,
             "bypass_drops_total",
             "counter",
             "Frames dropped, by reason.",

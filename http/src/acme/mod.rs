@@ -26,7 +26,6 @@ pub mod store;
 
 use std::{
     collections::BTreeMap,
-    fmt::Write,
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -162,68 +161,55 @@ impl Status {
 
     /// Prometheus text for every name.
     pub fn render(&self, out: &mut String) {
+        use crate::metrics::family;
         let names = self.names.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let gauge = |out: &mut String,
-                     metric: &str,
-                     help: &str,
-                     value: &dyn Fn(&NameStatus) -> Option<String>| {
-            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
-            for (name, s) in &names {
-                if let Some(v) = value(s) {
-                    let _ = writeln!(out, "{metric}{{name=\"{name}\"}} {v}");
-                }
-            }
-        };
-        gauge(
+        let label = |name: &str| format!("name=\"{name}\"");
+        family(
             out,
             "bypass_acme_certificate_expiry_timestamp_seconds",
+            "gauge",
             "When the served ACME certificate expires.",
-            &|s| s.expires.map(|t| t.to_string()),
+            &mut names
+                .iter()
+                .filter_map(|(n, s)| Some((label(n), s.expires?))),
         );
-        gauge(
+        family(
             out,
             "bypass_acme_next_attempt_timestamp_seconds",
+            "gauge",
             "When the ACME client next renews, or retries, this name.",
-            &|s| s.next_attempt.map(|t| t.to_string()),
+            &mut names
+                .iter()
+                .filter_map(|(n, s)| Some((label(n), s.next_attempt?))),
         );
-        let _ = writeln!(
+        family(
             out,
-            "# HELP bypass_acme_last_failure_timestamp_seconds When the last attempt for this name failed, and why.\n# TYPE bypass_acme_last_failure_timestamp_seconds gauge"
+            "bypass_acme_last_failure_timestamp_seconds",
+            "gauge",
+            "When the last attempt for this name failed, and why.",
+            &mut names.iter().filter_map(|(n, s)| {
+                let (at, why) = s.last_failure?;
+                Some((format!("{},reason=\"{}\"", label(n), why.name()), at))
+            }),
         );
-        for (name, s) in &names {
-            if let Some((at, why)) = s.last_failure {
-                let _ = writeln!(
-                    out,
-                    "bypass_acme_last_failure_timestamp_seconds{{name=\"{name}\",reason=\"{}\"}} {at}",
-                    why.name()
-                );
-            }
-        }
-        let _ = writeln!(
+        family(
             out,
-            "# HELP bypass_acme_certificates_issued_total Certificates obtained.\n# TYPE bypass_acme_certificates_issued_total counter"
+            "bypass_acme_certificates_issued_total",
+            "counter",
+            "Certificates obtained.",
+            &mut names.iter().map(|(n, s)| (label(n), s.issued)),
         );
-        for (name, s) in &names {
-            let _ = writeln!(
-                out,
-                "bypass_acme_certificates_issued_total{{name=\"{name}\"}} {}",
-                s.issued
-            );
-        }
-        let _ = writeln!(
+        family(
             out,
-            "# HELP bypass_acme_failures_total Failed attempts, by reason.\n# TYPE bypass_acme_failures_total counter"
+            "bypass_acme_failures_total",
+            "counter",
+            "Failed attempts, by reason.",
+            &mut names.iter().flat_map(|(n, s)| {
+                Reason::ALL.iter().zip(s.failures).map(move |(why, count)| {
+                    (format!("{},reason=\"{}\"", label(n), why.name()), count)
+                })
+            }),
         );
-        for (name, s) in &names {
-            for (i, why) in Reason::ALL.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "bypass_acme_failures_total{{name=\"{name}\",reason=\"{}\"}} {}",
-                    why.name(),
-                    s.failures[i]
-                );
-            }
-        }
     }
 }
 
@@ -294,10 +280,16 @@ impl Client {
             .names
             .iter()
             .map(|name| {
+                // A pair that does not load (a crash between the key's
+                // rename and the chain's) counts as none: order at once.
                 let facts = store
                     .leaf_der(name)
                     .and_then(|d| der::facts(&d))
-                    .filter(|f| now < f.not_after);
+                    .filter(|f| now < f.not_after)
+                    .filter(|_| {
+                        crate::tls::Identity::load(&store.cert_path(name), &store.key_path(name))
+                            .is_ok()
+                    });
                 let next = match &facts {
                     Some(f) => schedule::renewal_time(
                         f.not_before,
