@@ -121,6 +121,9 @@ m=$(metrics)
 check "metrics: issued 1" test "$(metrics_sum 'bypass_acme_certificates_issued_total{name="a.test"}' <<<"$m")" = 1
 check "metrics: expiry and next renewal" bash -c "grep -q '^bypass_acme_certificate_expiry_timestamp_seconds{name=\"a.test\"} [0-9]' <<<\"\$1\" && grep -q '^bypass_acme_next_attempt_timestamp_seconds{name=\"a.test\"} [0-9]' <<<\"\$1\"" _ "$m"
 FP1=$(served_fp a.test)
+kill -HUP "$SERVER_PID"
+check "SIGHUP keeps serving the ACME certificate" bash -c "grep -q 'SIGHUP: settings and certificates reloaded' '$LOG' || sleep 1; grep -q 'SIGHUP: settings and certificates reloaded' '$LOG'"
+check "  ... the same one" test "$(served_fp a.test)" = "$FP1"
 stop_server
 check "stops cleanly" test "$SERVER_RC" = 0
 
