@@ -1115,7 +1115,7 @@ impl Connection {
         match seg.ack_number {
             Some(ack) => {
                 // Our SYN is acknowledged: ESTABLISHED.
-                self.snd_una = ack;
+                self.syn_acked(ack);
                 self.snd_wnd = usize::from(seg.window_len);
                 self.max_snd_wnd = self.snd_wnd;
                 self.snd_wl2 = ack;
@@ -1134,6 +1134,19 @@ impl Connection {
             }
         }
         None
+    }
+
+    /// Our SYN is acknowledged: SND.UNA moves past it, and so must SND.NXT.
+    /// A retransmitted SYN from the peer (or our SYN timer) may have rewound
+    /// SND.NXT to ISS to send the SYN again, and the ACK can arrive before
+    /// that happens: data would then go out from ISS, one octet early, and
+    /// the peer, trimming what it already has, would take every byte one
+    /// place off (found by the threaded echo test: a 1 MiB echo arrived
+    /// shifted by one).
+    fn syn_acked(&mut self, ack: SeqNumber) {
+        self.snd_una = ack;
+        self.snd_nxt = self.snd_nxt.max(ack);
+        self.snd_max = self.snd_max.max(ack);
     }
 
     /// The handshake is over: its timer goes; if a SYN or SYN-ACK had to
@@ -1301,7 +1314,7 @@ impl Connection {
                 return Some(self.reset_reply(ack, None));
             }
             // The handshake's last step.
-            self.snd_una = self.iss + 1;
+            self.syn_acked(self.iss + 1);
             self.snd_wnd = usize::from(seg.window_len) << self.snd_wscale;
             self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
             self.snd_wl1 = seg.seq_number;
@@ -2440,6 +2453,12 @@ impl Connection {
     where
         F: FnMut(&TcpRepr) -> Result<(), TxError>,
     {
+        // Bytes are found by their distance from SND.UNA: a SEQ below it
+        // would label them wrongly.
+        debug_assert!(seq >= self.snd_una, "segment at {seq:?} below SND.UNA");
+        if seq < self.snd_una {
+            return Ok(0);
+        }
         let offset = span(seq, self.snd_una);
         let queued = self.send_buf.len();
         if offset > queued {

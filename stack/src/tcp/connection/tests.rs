@@ -309,6 +309,54 @@ fn a_retransmitted_syn_in_syn_received_is_answered_at_once() {
 }
 
 #[test]
+fn data_after_a_retransmitted_syn_and_the_ack_in_one_batch_starts_at_iss_plus_1() {
+    // The peer's second SYN rewinds SND.NXT to resend the SYN-ACK; its ACK
+    // of the first SYN-ACK arrives before we dispatch. The first data
+    // octet is ISS + 1, not ISS (it was: the peer trimmed one octet and
+    // every byte arrived one place off).
+    let (mut c, now, syn) = syn_received(cfg());
+    let now = now + Duration::from_millis(200);
+    c.process(now, &syn);
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, PEER_ISS + 1, Some(ISS + 1), 65535, b""),
+    );
+    assert_eq!(c.state(), State::Established);
+    c.send(b"first octet").unwrap();
+    let out: Vec<_> = drain(&mut c, now)
+        .iter()
+        .map(|f| seg_of(f, A_ADDR, B_ADDR))
+        .collect();
+    let data: Vec<_> = out.iter().filter(|s| s.len > 0).collect();
+    assert_eq!(data.len(), 1, "{out:?}");
+    assert_eq!((data[0].seq, data[0].len), (ISS + 1, 11));
+    assert!(out.iter().all(|s| s.control != TcpControl::Syn), "{out:?}");
+}
+
+#[test]
+fn data_after_a_syn_timeout_whose_resend_failed_starts_at_iss_plus_1() {
+    // Active open: the SYN timer fires but the SYN cannot go (no transmit
+    // buffer), so SND.NXT stays rewound to ISS; then the SYN-ACK for the
+    // first SYN arrives.
+    let now = Instant::ZERO;
+    let mut c = Connection::connect(&cfg(), A_ADDR, B_ADDR, SeqNumber(ISS), now);
+    drain(&mut c, now);
+    let t = c.poll_at(now).unwrap();
+    let refused = c.dispatch(t, |_| Err(crate::driver::TxError::NoBuffer));
+    assert!(refused.is_err());
+    let synack = peer_seg(TcpControl::Syn, PEER_ISS, Some(ISS + 1), 65535, b"");
+    c.process(t, &synack);
+    assert_eq!(c.state(), State::Established);
+    c.send(b"hello").unwrap();
+    let data: Vec<_> = drain(&mut c, t)
+        .iter()
+        .map(|f| seg_of(f, A_ADDR, B_ADDR))
+        .filter(|s| s.len > 0)
+        .collect();
+    assert_eq!((data[0].seq, data[0].len), (ISS + 1, 5));
+}
+
+#[test]
 fn simultaneous_open_completes_between_two_engines() {
     // RFC 9293 §3.5 figure 8: both sides send SYN, both answer SYN-ACK,
     // both reach ESTABLISHED.
