@@ -258,10 +258,30 @@ fn init(ports: Vec<ThreadPort>) -> Result<Stack, InitError> {
 /// The stack on one in-memory link, and the peer (on its own core thread)
 /// on the other end.
 fn start(faults: Faults, clients: Vec<Vec<u8>>) -> (Stack, PeerSide, Results) {
-    let (_link, stack_port, peer_port) = ThreadLink::new(faults, 7, 1514);
+    let (stack, peer, results, _) = start_traced(faults, clients);
+    (stack, peer, results)
+}
+
+/// [`start`], with the link recording every segment (for the failure
+/// message of a test with faults).
+fn start_traced(faults: Faults, clients: Vec<Vec<u8>>) -> (Stack, PeerSide, Results, ThreadLink) {
+    let (link, stack_port, peer_port) = ThreadLink::new(faults, 7, 1514);
+    link.record();
     let stack = init(vec![stack_port]).unwrap();
     let (peer, results) = start_peer(peer_port, clients);
-    (stack, peer, results)
+    (stack, peer, results, link)
+}
+
+/// The link's last segments of a connection, to print when it fails.
+fn trace_tail(link: &ThreadLink, port: u16) -> String {
+    let lines = link.trace_for_port(port);
+    let from = lines.len().saturating_sub(60);
+    format!(
+        "last {} of {} segment events on port {port}:\n{}",
+        lines.len() - from,
+        lines.len(),
+        lines[from..].join("\n")
+    )
 }
 
 /// Reads until the peer's FIN ("connection closing").
@@ -322,11 +342,12 @@ fn many_threads_echo_through_active_opens_byte_exact() {
         burst: 0,
         ethernet: true,
     };
-    let (stack, _peer, _) = start(lossy, Vec::new());
+    let (stack, _peer, _, link) = start_traced(lossy, Vec::new());
     let sizes = [0usize, 1, 1447, 1448, 1449, 100_000, 1 << 20];
     let threads: Vec<_> = (0..24)
         .map(|i| {
             let stack = stack.clone();
+            let link = link.clone();
             thread::spawn(move || {
                 let data = pattern(sizes[i % sizes.len()], i as u64);
                 let conn = stack.open_active(SocketAddrV4::new(PEER_IP, ECHO)).unwrap();
@@ -337,6 +358,7 @@ fn many_threads_echo_through_active_opens_byte_exact() {
                     status.tcp.as_ref().unwrap().remote,
                     SocketAddrV4::new(PEER_IP, ECHO)
                 );
+                let port = status.tcp.as_ref().unwrap().local.port();
                 // Reading on another thread while this one sends.
                 let conn = Arc::new(conn);
                 let reader = read_on_another_thread(&conn);
@@ -344,9 +366,23 @@ fn many_threads_echo_through_active_opens_byte_exact() {
                 conn.close().unwrap();
                 assert_eq!(conn.send(b"late"), Err(UserError::Closing));
                 assert_eq!(conn.close(), Err(UserError::Closing));
-                let got = reader.join().unwrap().unwrap();
-                assert_eq!(got.len(), data.len(), "conn {i}: length");
-                assert!(got == data, "conn {i}: bytes differ");
+                let got = match reader.join().unwrap() {
+                    Ok(got) => got,
+                    Err(e) => panic!(
+                        "conn {i}: {e:?}; {:?}\n{}",
+                        conn.status(),
+                        trace_tail(&link, port)
+                    ),
+                };
+                if got != data {
+                    let first = got.iter().zip(&data).position(|(a, b)| a != b);
+                    panic!(
+                        "conn {i}: {} bytes of {} back, first difference at {first:?}\n{}",
+                        got.len(),
+                        data.len(),
+                        trace_tail(&link, port)
+                    );
+                }
                 assert_eq!(conn.wait_closed(WAIT).unwrap(), None);
             })
         })

@@ -11,7 +11,10 @@
 
 use std::{cell::RefCell, collections::VecDeque, io, rc::Rc, time::Duration};
 
-use super::{Device, TxError, TxSink};
+use super::{
+    linktrace::{LinkEvent, LinkTrace},
+    Device, TxError, TxSink,
+};
 use crate::time::Instant;
 
 /// How long a burst of drops lasts at most: a queue overflows for a
@@ -103,6 +106,8 @@ pub(super) struct LinkState {
     /// Frames still to drop in the burst under way, per direction, and
     /// until when.
     burst_left: [(usize, Instant); 2],
+    /// What happened to each segment, once a test asks for it.
+    trace: Option<LinkTrace>,
 }
 
 impl LinkState {
@@ -116,25 +121,48 @@ impl LinkState {
             stats: [LinkStats::default(); 2],
             mtu,
             burst_left: [(0, Instant::ZERO); 2],
+            trace: None,
+        }
+    }
+
+    /// Starts keeping a [`LinkTrace`].
+    pub(super) fn record(&mut self) {
+        self.trace.get_or_insert_with(LinkTrace::default);
+    }
+
+    /// The trace's entries for `port` (none unless recording).
+    pub(super) fn trace_for_port(&self, port: u16) -> Vec<String> {
+        self.trace
+            .as_ref()
+            .map_or_else(Vec::new, |t| t.for_port(port))
+    }
+
+    fn note(&mut self, from: usize, event: LinkEvent, frame: &[u8]) {
+        if let Some(t) = self.trace.as_mut() {
+            t.record(self.now, from, event, frame);
         }
     }
 
     pub(super) fn transmit(&mut self, from: usize, mut frame: Vec<u8>) {
         let to = 1 - from;
         self.stats[from].sent += 1;
+        self.note(from, LinkEvent::Sent, &frame);
         let (left, until) = self.burst_left[from];
         if left > 0 && self.now <= until {
             self.burst_left[from].0 -= 1;
             self.stats[from].dropped += 1;
+            self.note(from, LinkEvent::Dropped, &frame);
             return;
         }
         if self.chance(self.faults.drop) {
             self.burst_left[from] = (self.faults.burst.saturating_sub(1), self.now + BURST_SPAN);
             self.stats[from].dropped += 1;
+            self.note(from, LinkEvent::Dropped, &frame);
             return;
         }
         let copies = if self.chance(self.faults.duplicate) {
             self.stats[from].duplicated += 1;
+            self.note(from, LinkEvent::Duplicated, &frame);
             2
         } else {
             1
@@ -166,6 +194,7 @@ impl LinkState {
             };
             if copy_frame.len() > spared && !arp && self.chance(self.faults.corrupt) {
                 let byte = self.rng.usize(spared..copy_frame.len());
+                self.note(from, LinkEvent::Corrupted, &copy_frame);
                 copy_frame[byte] ^= 1 << self.rng.u8(..8);
                 self.stats[from].corrupted += 1;
             }
@@ -210,6 +239,7 @@ impl LinkState {
         if q.front().is_some_and(|f| f.deliver_at <= self.now) {
             let f = q.pop_front().expect("front checked");
             self.stats[1 - endpoint].delivered += 1;
+            self.note(1 - endpoint, LinkEvent::Delivered, &f.frame);
             Some(f.frame)
         } else {
             None
@@ -277,6 +307,17 @@ impl MemLink {
     /// Changes the faults from now on.
     pub fn set_faults(&self, faults: Faults) {
         self.state.borrow_mut().faults = faults;
+    }
+
+    /// Keeps a trace of every TCP segment from now on (see
+    /// [`super::linktrace`]).
+    pub fn record(&self) {
+        self.state.borrow_mut().record();
+    }
+
+    /// The trace's lines for segments to or from `port`.
+    pub fn trace_for_port(&self, port: u16) -> Vec<String> {
+        self.state.borrow().trace_for_port(port)
     }
 }
 

@@ -12,6 +12,7 @@
 //! pushes everything queued to the wire with one kick.
 
 pub mod capture;
+pub mod linktrace;
 pub mod memlink;
 pub mod threadlink;
 #[allow(unsafe_code)] // eventfd; see the SAFETY notes

@@ -73,6 +73,17 @@ impl ThreadLink {
     pub fn stats(&self, from: usize) -> LinkStats {
         self.shared.lock().link.stats(from)
     }
+
+    /// Keeps a trace of every TCP segment from now on (see
+    /// [`super::linktrace`]).
+    pub fn record(&self) {
+        self.shared.lock().link.record();
+    }
+
+    /// The trace's lines for segments to or from `port`.
+    pub fn trace_for_port(&self, port: u16) -> Vec<String> {
+        self.shared.lock().link.trace_for_port(port)
+    }
 }
 
 /// One end of a [`ThreadLink`]; `Send`, so a core thread can own it.
