@@ -81,16 +81,15 @@ wait_log() {
   done
   return 1
 }
-# served_fp NAME: the SHA-256 fingerprint of the certificate served for NAME.
-served_fp() {
-  cli timeout 10 openssl s_client -connect 10.99.0.1:443 -servername "$1" </dev/null 2>/dev/null |
-    openssl x509 -noout -fingerprint -sha256 2>/dev/null | cut -d= -f2
+# served NAME OPTION...: `openssl x509 OPTION...` on the certificate
+# served for NAME.
+served() {
+  local name=$1
+  shift
+  cli timeout 10 openssl s_client -connect 10.99.0.1:443 -servername "$name" </dev/null 2>/dev/null |
+    openssl x509 -noout "$@" 2>/dev/null
 }
-# served_issuer NAME
-served_issuer() {
-  cli timeout 10 openssl s_client -connect 10.99.0.1:443 -servername "$1" </dev/null 2>/dev/null |
-    openssl x509 -noout -issuer 2>/dev/null
-}
+served_fp() { served "$1" -fingerprint -sha256 | cut -d= -f2; }
 validates() { # NAME: curl checks the chain against pebble's root
   cli curl -sS --max-time 10 --cacert "$PKI/root.pem" --resolve "$1:443:10.99.0.1" "https://$1/" | grep -q '<h1>bypass</h1>'
 }
@@ -113,7 +112,7 @@ check "log: ordering with http-01" wait_log "$LOG" "ACME: a.test: ordering with 
 check "a certificate arrives" wait_log "$LOG" "ACME: a.test: new certificate valid until" 60
 check "every core serves it" wait_log "$LOG" "new certificate is served by every core" 5
 check "curl validates a.test's chain against pebble's root" validates a.test
-check "issued by pebble's intermediate" bash -c "served_issuer() { '$LAB' exec cli timeout 10 openssl s_client -connect 10.99.0.1:443 -servername a.test </dev/null 2>/dev/null | openssl x509 -noout -issuer; }; served_issuer | grep -qi pebble"
+check "issued by pebble's intermediate" grep -qi pebble <<<"$(served a.test -issuer)"
 KEY="$STATE/acme/10.99.0.2_14000_dir/a.test/key.pem"
 check "key file is 0600" test "$(stat -c %a "$KEY")" = 600
 check "account file is 0600" test "$(stat -c %a "$STATE/acme/10.99.0.2_14000_dir/account.json")" = 600
