@@ -1624,6 +1624,24 @@ fn must_35_a_window_shrunk_to_zero_is_probed() {
     assert_eq!(out.iter().map(|s| s.len).sum::<usize>(), 1500);
 }
 
+/// A 1000-octet receive buffer, 500 octets of ours sent and not yet
+/// acknowledged, and `received` octets of the peer's taken (not read).
+fn small_buffer_with_500_sent_and_received(received: usize) -> (Connection, Instant) {
+    let config = TcpConfig {
+        recv_buffer: 1000,
+        ..cfg()
+    };
+    let (mut c, now) = established(&config);
+    c.send(&[3; 500]).unwrap();
+    assert_eq!(lens(&drain(&mut c, now)), vec![500]);
+    let data = vec![7; received];
+    c.process(
+        now,
+        &peer_seg(TcpControl::None, PEER_ISS + 1, Some(ISS + 1), 65535, &data),
+    );
+    (c, now)
+}
+
 /// RFC 9293 §3.10.7.4, first step: "If the RCV.WND is zero, no segments
 /// will be acceptable, but special allowance should be made to accept
 /// valid ACKs". Here the peer's SEQ lies past our closed window (it sent
@@ -1632,23 +1650,7 @@ fn must_35_a_window_shrunk_to_zero_is_probed() {
 /// it reads again waits for ever, and so does its peer.
 #[test]
 fn rfc9293_zero_window_still_takes_valid_acks_whatever_their_seq() {
-    let config = TcpConfig {
-        recv_buffer: 1000,
-        ..cfg()
-    };
-    let (mut c, now) = established(&config);
-    c.send(&[3; 500]).unwrap();
-    assert_eq!(lens(&drain(&mut c, now)), vec![500]);
-    c.process(
-        now,
-        &peer_seg(
-            TcpControl::None,
-            PEER_ISS + 1,
-            Some(ISS + 1),
-            65535,
-            &[7; 1000],
-        ),
-    );
+    let (mut c, now) = small_buffer_with_500_sent_and_received(1000);
     let ack = drain(&mut c, now + ms(499));
     assert_eq!((ack[0].ack, ack[0].window), (Some(PEER_ISS + 1001), 0));
     assert_eq!(c.send_queued(), 500);
@@ -1789,23 +1791,7 @@ fn acks_stay_inside_a_window_that_shrank() {
 /// the send room our application may be waiting for before it reads.
 #[test]
 fn an_ack_at_the_right_edge_of_our_window_is_taken() {
-    let config = TcpConfig {
-        recv_buffer: 1000,
-        ..cfg()
-    };
-    let (mut c, now) = established(&config);
-    c.send(&[3; 500]).unwrap();
-    assert_eq!(lens(&drain(&mut c, now)), vec![500]);
-    c.process(
-        now,
-        &peer_seg(
-            TcpControl::None,
-            PEER_ISS + 1,
-            Some(ISS + 1),
-            65535,
-            &[7; 400],
-        ),
-    );
+    let (mut c, now) = small_buffer_with_500_sent_and_received(400);
     let ack = drain(&mut c, now + ms(100));
     assert_eq!((ack[0].ack, ack[0].window), (Some(PEER_ISS + 401), 600));
     // The peer's next 600 octets are lost; its ACK comes from SND.NXT,
