@@ -69,16 +69,9 @@ fn tls_settings(
         identities.push(id);
     }
     if let Some(settings) = acme_settings(args)? {
-        for (name, cert, key) in settings.stored() {
-            match Identity::load(&cert, &key) {
-                Ok(id) => {
-                    tracing::info!("ACME certificate for {name} (SHA-256 {})", id.fingerprint);
-                    identities.push(id);
-                }
-                // A pair caught half-replaced, or damaged: the next order
-                // replaces it.
-                Err(e) => tracing::warn!("ACME certificate for {name} does not load: {e:#}"),
-            }
+        for (name, id) in settings.stored() {
+            tracing::info!("ACME certificate for {name} (SHA-256 {})", id.fingerprint);
+            identities.push(id);
         }
     }
     if identities.is_empty() {

@@ -79,6 +79,29 @@ pub struct Failure {
     pub retry_after: Option<Duration>,
 }
 
+/// Where [`CaClient`] leaves the `Retry-After` of the CA's last refusal.
+type RetryAfter = Arc<Mutex<Option<Duration>>>;
+
+impl Failure {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A failed call to the CA, `what` it was, with the `Retry-After` that
+    /// came with it.
+    fn of(e: instant_acme::Error, what: &str, retry_after: &RetryAfter) -> Failure {
+        Failure {
+            reason: classify(&e),
+            detail: format!("{what}: {e}"),
+            retry_after: retry_after.lock().unwrap_or_else(|p| p.into_inner()).take(),
+        }
+    }
+}
+
 /// RFC 8555 problem types that mean the CA could not validate.
 const VALIDATION_PROBLEMS: [&str; 6] = [
     "unauthorized",
@@ -117,7 +140,7 @@ fn classify(e: &instant_acme::Error) -> Reason {
 /// (instant-acme's problem type drops it).
 struct CaClient {
     inner: Box<dyn HttpClient>,
-    retry_after: Arc<Mutex<Option<Duration>>>,
+    retry_after: RetryAfter,
 }
 
 impl HttpClient for CaClient {
@@ -206,7 +229,7 @@ fn https_client(ca_root: Option<&Path>) -> anyhow::Result<Box<dyn HttpClient>> {
 /// An ACME account at one CA, with the `Retry-After` of its last refusal.
 pub struct Ca {
     account: Account,
-    retry_after: Arc<Mutex<Option<Duration>>>,
+    retry_after: RetryAfter,
 }
 
 /// What an order produced.
@@ -223,8 +246,8 @@ impl Ca {
         email: Option<&str>,
         store: &Store,
     ) -> Result<Ca, Failure> {
-        let retry_after = Arc::new(Mutex::new(None));
-        let client = |retry_after: &Arc<Mutex<Option<Duration>>>| {
+        let retry_after: RetryAfter = Arc::default();
+        let client = || {
             https_client(ca_root)
                 .map(|inner| {
                     Box::new(CaClient {
@@ -232,24 +255,14 @@ impl Ca {
                         retry_after: retry_after.clone(),
                     }) as Box<dyn HttpClient>
                 })
-                .map_err(|e| Failure {
-                    reason: Reason::Local,
-                    detail: format!("{e:#}"),
-                    retry_after: None,
-                })
+                .map_err(|e| Failure::new(Reason::Local, format!("{e:#}")))
         };
-        let fail =
-            |e: instant_acme::Error, what: &str, ra: &Arc<Mutex<Option<Duration>>>| Failure {
-                reason: classify(&e),
-                detail: format!("{what}: {e}"),
-                retry_after: ra.lock().unwrap_or_else(|p| p.into_inner()).take(),
-            };
         if let Some(json) = store.load_account() {
             if let Ok(creds) = serde_json::from_str::<AccountCredentials>(&json) {
-                let account = Account::builder_with_http(client(&retry_after)?)
+                let account = Account::builder_with_http(client()?)
                     .from_credentials(creds)
                     .await
-                    .map_err(|e| fail(e, "the CA's directory", &retry_after))?;
+                    .map_err(|e| Failure::of(e, "the CA's directory", &retry_after))?;
                 return Ok(Ca {
                     account,
                     retry_after,
@@ -262,7 +275,7 @@ impl Ca {
         }
         let contact = email.map(|e| format!("mailto:{e}"));
         let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
-        let (account, creds) = Account::builder_with_http(client(&retry_after)?)
+        let (account, creds) = Account::builder_with_http(client()?)
             .create(
                 &NewAccount {
                     contact: &contacts,
@@ -273,17 +286,12 @@ impl Ca {
                 None,
             )
             .await
-            .map_err(|e| fail(e, "creating the ACME account", &retry_after))?;
-        let json = serde_json::to_string(&creds).map_err(|e| Failure {
-            reason: Reason::Local,
-            detail: format!("account credentials: {e}"),
-            retry_after: None,
-        })?;
-        store.save_account(&json).map_err(|e| Failure {
-            reason: Reason::Local,
-            detail: format!("{e:#}"),
-            retry_after: None,
-        })?;
+            .map_err(|e| Failure::of(e, "creating the ACME account", &retry_after))?;
+        let json = serde_json::to_string(&creds)
+            .map_err(|e| Failure::new(Reason::Local, format!("account credentials: {e}")))?;
+        store
+            .save_account(&json)
+            .map_err(|e| Failure::new(Reason::Local, format!("{e:#}")))?;
         tracing::info!("ACME: new account {} at {directory}", account.id());
         Ok(Ca {
             account,
@@ -292,15 +300,7 @@ impl Ca {
     }
 
     fn failure(&self, e: instant_acme::Error, what: &str) -> Failure {
-        Failure {
-            reason: classify(&e),
-            detail: format!("{what}: {e}"),
-            retry_after: self
-                .retry_after
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(),
-        }
+        Failure::of(e, what, &self.retry_after)
     }
 
     /// The CA's suggested renewal window for a certificate (ARI, RFC 9773),
@@ -361,17 +361,17 @@ impl Ca {
                     AuthorizationStatus::Valid => continue,
                     AuthorizationStatus::Pending => {}
                     other => {
-                        return Err(Failure {
-                            reason: Reason::ChallengeFailed,
-                            detail: format!("authorization for {name} is {other:?}"),
-                            retry_after: None,
-                        })
+                        return Err(Failure::new(
+                            Reason::ChallengeFailed,
+                            format!("authorization for {name} is {other:?}"),
+                        ))
                     }
                 }
-                let mut challenge = authz.challenge(kind.clone()).ok_or_else(|| Failure {
-                    reason: Reason::Refused,
-                    detail: format!("the CA offers no {kind:?} challenge for {name}"),
-                    retry_after: None,
+                let mut challenge = authz.challenge(kind.clone()).ok_or_else(|| {
+                    Failure::new(
+                        Reason::Refused,
+                        format!("the CA offers no {kind:?} challenge for {name}"),
+                    )
                 })?;
                 let key_auth = challenge.key_authorization();
                 match kind {
@@ -382,11 +382,7 @@ impl Ca {
                     _ => {
                         let sni = challenges::alpn_server_name(name);
                         let cert = challenges::alpn_certificate(name, key_auth.digest().as_ref())
-                            .map_err(|e| Failure {
-                            reason: Reason::Local,
-                            detail: format!("{e:#}"),
-                            retry_after: None,
-                        })?;
+                            .map_err(|e| Failure::new(Reason::Local, format!("{e:#}")))?;
                         challenges.set_alpn(&sni, cert);
                         posted.push((kind.clone(), sni));
                     }
@@ -403,31 +399,21 @@ impl Ca {
             match order.poll_ready(&polling).await {
                 Ok(OrderStatus::Ready) => {}
                 Ok(status) => {
-                    return Err(Failure {
-                        reason: Reason::ChallengeFailed,
-                        detail: format!("order is {status:?}"),
-                        retry_after: None,
-                    })
+                    return Err(Failure::new(
+                        Reason::ChallengeFailed,
+                        format!("order is {status:?}"),
+                    ))
                 }
                 Err(e) => return Err(self.failure(e, "validation")),
             }
-            let key = rcgen::KeyPair::generate().map_err(|e| Failure {
-                reason: Reason::Local,
-                detail: format!("certificate key: {e}"),
-                retry_after: None,
-            })?;
-            let mut params =
-                rcgen::CertificateParams::new(vec![name.to_string()]).map_err(|e| Failure {
-                    reason: Reason::Local,
-                    detail: format!("CSR for {name}: {e}"),
-                    retry_after: None,
-                })?;
+            let key = rcgen::KeyPair::generate()
+                .map_err(|e| Failure::new(Reason::Local, format!("certificate key: {e}")))?;
+            let mut params = rcgen::CertificateParams::new(vec![name.to_string()])
+                .map_err(|e| Failure::new(Reason::Local, format!("CSR for {name}: {e}")))?;
             params.distinguished_name = rcgen::DistinguishedName::new();
-            let csr = params.serialize_request(&key).map_err(|e| Failure {
-                reason: Reason::Local,
-                detail: format!("CSR: {e}"),
-                retry_after: None,
-            })?;
+            let csr = params
+                .serialize_request(&key)
+                .map_err(|e| Failure::new(Reason::Local, format!("CSR: {e}")))?;
             order
                 .finalize_csr(csr.der())
                 .await

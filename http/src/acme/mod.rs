@@ -115,21 +115,22 @@ impl AcmeSettings {
         Store::new(&self.state_dir, &self.directory)
     }
 
-    /// The stored certificate files of names whose certificate is still
-    /// valid, to serve at once.
-    pub fn stored(&self) -> Vec<(String, PathBuf, PathBuf)> {
+    /// The stored certificates still valid, loaded, to serve at once.
+    pub fn stored(&self) -> Vec<(String, crate::tls::Identity)> {
         let store = self.store();
         let now = OffsetDateTime::now_utc();
-        self.names
-            .iter()
-            .filter(|name| {
-                store
-                    .leaf_der(name)
-                    .and_then(|d| der::facts(&d))
-                    .is_some_and(|f| f.not_before <= now && now < f.not_after)
-            })
-            .map(|name| (name.clone(), store.cert_path(name), store.key_path(name)))
-            .collect()
+        let mut out = Vec::new();
+        for name in &self.names {
+            match store.load(name) {
+                Ok(Some((id, f))) if f.not_before <= now && now < f.not_after => {
+                    out.push((name.clone(), id))
+                }
+                Ok(_) => {}
+                // The next order replaces it.
+                Err(e) => tracing::warn!("ACME certificate for {name} does not load: {e:#}"),
+            }
+        }
+        out
     }
 }
 
@@ -280,16 +281,13 @@ impl Client {
             .names
             .iter()
             .map(|name| {
-                // A pair that does not load (a crash between the key's
-                // rename and the chain's) counts as none: order at once.
+                // A pair that does not load counts as none: order at once.
                 let facts = store
-                    .leaf_der(name)
-                    .and_then(|d| der::facts(&d))
-                    .filter(|f| now < f.not_after)
-                    .filter(|_| {
-                        crate::tls::Identity::load(&store.cert_path(name), &store.key_path(name))
-                            .is_ok()
-                    });
+                    .load(name)
+                    .ok()
+                    .flatten()
+                    .map(|(_, f)| f)
+                    .filter(|f| now < f.not_after);
                 let next = match &facts {
                     Some(f) => schedule::renewal_time(
                         f.not_before,
@@ -439,17 +437,12 @@ impl Client {
             Err(f) => Err(f),
         };
         let stored = result.and_then(|issued| {
-            let facts = ca::check_chain(&issued.chain_pem).map_err(|e| Failure {
-                reason: Reason::Refused,
-                detail: format!("{e:#}"),
-                retry_after: None,
-            })?;
+            let facts = ca::check_chain(&issued.chain_pem)
+                .map_err(|e| Failure::new(Reason::Refused, format!("{e:#}")))?;
             self.store
                 .save_certificate(&name, &issued.chain_pem, &issued.key_pem)
-                .map_err(|e| Failure {
-                    reason: Reason::Local,
-                    detail: format!("storing the certificate: {e:#}"),
-                    retry_after: None,
+                .map_err(|e| {
+                    Failure::new(Reason::Local, format!("storing the certificate: {e:#}"))
                 })?;
             Ok(facts)
         });

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::tls::write_atomically;
+use super::der::CertFacts;
+use crate::tls::{write_atomically, Identity};
 
 /// The ACME part of the state directory for one CA directory URL.
 #[derive(Debug, Clone)]
@@ -110,14 +111,19 @@ impl Store {
         write_atomically(&self.cert_path(name), chain_pem.as_bytes(), 0o644)
     }
 
-    /// The stored chain's leaf, DER, if there is a stored chain.
-    pub fn leaf_der(&self, name: &str) -> Option<Vec<u8>> {
-        use rustls::pki_types::{pem::PemObject, CertificateDer};
-        let first = CertificateDer::pem_file_iter(self.cert_path(name))
-            .ok()?
-            .next()?
-            .ok()?;
-        Some(first.as_ref().to_vec())
+    /// The stored certificate for `name` with its key, and its leaf's
+    /// facts: `Ok(None)` when there is none, an error when the pair does
+    /// not load (damaged, or a crash between the key's rename and the
+    /// chain's).
+    pub fn load(&self, name: &str) -> anyhow::Result<Option<(Identity, CertFacts)>> {
+        let cert = self.cert_path(name);
+        if !cert.exists() {
+            return Ok(None);
+        }
+        let id = Identity::load(&cert, &self.key_path(name))?;
+        let facts = super::der::facts(id.key.cert[0].as_ref())
+            .ok_or_else(|| anyhow::anyhow!("{}: the certificate does not parse", cert.display()))?;
+        Ok(Some((id, facts)))
     }
 }
 
@@ -161,7 +167,8 @@ mod tests {
         assert!(store
             .cert_path("a.test")
             .starts_with(state.join("acme/ca.test_dir/a.test")));
-        assert_eq!(store.leaf_der("a.test"), None, "not PEM");
+        assert!(store.load("a.test").is_err(), "not PEM");
+        assert!(store.load("b.test").unwrap().is_none(), "none stored");
         store.forget_account();
         assert_eq!(store.load_account(), None);
         std::fs::remove_dir_all(&state).unwrap();
