@@ -2204,9 +2204,11 @@ impl Connection {
             }
             sent_any = true;
         }
-        // New data went out: the probe timer covers the whole flight, from
-        // its last segment (RFC 8985 §7.2).
-        if self.snd_max > high_before && (self.tlp_at.is_none() || self.snd_una == high_before) {
+        // New data went out: the probe timer restarts, for the whole
+        // flight from its last segment (RFC 8985 §7.2: "after transmitting
+        // new data"), so a timer armed for one segment (with the peer's
+        // delayed ACK allowed for) does not stand for a larger flight.
+        if self.snd_max > high_before {
             self.arm_tlp(now);
         }
         // Zero window with data waiting or outstanding and no timer that
