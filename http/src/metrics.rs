@@ -329,6 +329,16 @@ impl Metrics {
                 |c| c.tcp_pmtu_black_holes,
             ),
             (
+                "bypass_tcp_pmtu_probes_acked_total",
+                "TCP path MTU probes acknowledged: each raised a segment size that a black hole or an ICMP message had lowered (RFC 8899).",
+                |c| c.tcp_pmtu_probes_acked,
+            ),
+            (
+                "bypass_tcp_pmtu_probes_lost_total",
+                "TCP path MTU probes lost and sent again in smaller segments (a size fails after three in a row).",
+                |c| c.tcp_pmtu_probes_lost,
+            ),
+            (
                 "bypass_tcp_loss_probes_total",
                 "TCP tail loss probes (RFC 8985): losses repaired without an RTO.",
                 |c| c.tcp_loss_probes,

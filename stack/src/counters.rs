@@ -97,6 +97,12 @@ pub struct Counters {
     /// Connections whose segment size fell back after repeated timeouts of
     /// full-sized segments: a path MTU black hole (RFC 4821 §7.4).
     pub tcp_pmtu_black_holes: u64,
+    /// Path MTU probes acknowledged: each raised a connection's segment
+    /// size after a black hole or an ICMP message lowered it (RFC 8899).
+    pub tcp_pmtu_probes_acked: u64,
+    /// Path MTU probes lost (sent again in smaller segments; a size fails
+    /// after three in a row).
+    pub tcp_pmtu_probes_lost: u64,
     /// Tail loss probes sent (RFC 8985 §7): a lost tail or a lost ACK
     /// repaired without waiting for the RTO.
     pub tcp_loss_probes: u64,
@@ -134,6 +140,8 @@ impl Default for Counters {
             tcp_timeouts: 0,
             tcp_pmtu_lowered: 0,
             tcp_pmtu_black_holes: 0,
+            tcp_pmtu_probes_acked: 0,
+            tcp_pmtu_probes_lost: 0,
             tcp_loss_probes: 0,
             forwarded_out: 0,
             forwarded_in: 0,
@@ -187,6 +195,8 @@ impl Counters {
         self.tcp_timeouts += other.tcp_timeouts;
         self.tcp_pmtu_lowered += other.tcp_pmtu_lowered;
         self.tcp_pmtu_black_holes += other.tcp_pmtu_black_holes;
+        self.tcp_pmtu_probes_acked += other.tcp_pmtu_probes_acked;
+        self.tcp_pmtu_probes_lost += other.tcp_pmtu_probes_lost;
         self.tcp_loss_probes += other.tcp_loss_probes;
         self.forwarded_out += other.forwarded_out;
         self.forwarded_in += other.forwarded_in;
@@ -204,7 +214,7 @@ impl fmt::Display for Counters {
             "rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} arp_requests_in={} arp_replies_out={} \
              arp_replies_in={} arp_requests_out={} arp_resolve_failed={} icmp_echo_in={} icmp_echo_out={} \
              tcp_segments_in={} tcp_segments_out={} tcp_resets_out={} tcp_syn_in={} tcp_syncookies_sent={} \
-             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} tcp_retransmits={} tcp_timeouts={} tcp_pmtu_lowered={} tcp_pmtu_black_holes={} tcp_loss_probes={} forwarded_out={} forwarded_in={} drops={}",
+             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} tcp_retransmits={} tcp_timeouts={} tcp_pmtu_lowered={} tcp_pmtu_black_holes={} tcp_pmtu_probes_acked={} tcp_pmtu_probes_lost={} tcp_loss_probes={} forwarded_out={} forwarded_in={} drops={}",
             self.rx_frames,
             self.rx_bytes,
             self.tx_frames,
@@ -228,6 +238,8 @@ impl fmt::Display for Counters {
             self.tcp_timeouts,
             self.tcp_pmtu_lowered,
             self.tcp_pmtu_black_holes,
+            self.tcp_pmtu_probes_acked,
+            self.tcp_pmtu_probes_lost,
             self.tcp_loss_probes,
             self.forwarded_out,
             self.forwarded_in,

@@ -318,7 +318,7 @@ impl Interface {
             }
         };
         match ip.next_header {
-            IpProtocol::Icmp => self.receive_icmp(src_mac, ip.src_addr, payload, tx),
+            IpProtocol::Icmp => self.receive_icmp(src_mac, ip.src_addr, payload, now, tx),
             IpProtocol::Tcp => {
                 if let Some(owner) = self.foreign_owner(payload) {
                     return Route::Forward(owner);
@@ -366,6 +366,7 @@ impl Interface {
         peer_mac: EthernetAddress,
         peer_ip: Ipv4Addr,
         payload: &[u8],
+        now: Instant,
         tx: &mut impl TxSink,
     ) {
         if !self.config.owns_ip {
@@ -407,6 +408,7 @@ impl Interface {
                 let applied = match (ours, self.tcp.as_mut()) {
                     (Some((_, remote, local_port, remote_port, seq)), Some(shard)) => shard
                         .path_mtu(
+                            now,
                             std::net::SocketAddrV4::new(remote, remote_port),
                             local_port,
                             seq,
@@ -475,6 +477,8 @@ impl Interface {
             self.counters.tcp_timeouts = shard.timeouts_total;
             self.counters.tcp_loss_probes = shard.loss_probes_total;
             self.counters.tcp_pmtu_black_holes = shard.black_holes_total;
+            self.counters.tcp_pmtu_probes_acked = shard.mtu_probes_total.0;
+            self.counters.tcp_pmtu_probes_lost = shard.mtu_probes_total.1;
         }
         let mut requests = [Ipv4Addr::UNSPECIFIED; 16];
         let mut n = 0;

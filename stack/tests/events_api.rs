@@ -331,6 +331,7 @@ fn lossy() -> Faults {
         reorder_delay: Duration::from_millis(3),
         burst: 0,
         ethernet: true,
+        max_frame: 0,
     }
 }
 

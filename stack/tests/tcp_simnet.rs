@@ -274,6 +274,7 @@ fn lossy() -> Faults {
         reorder_delay: Duration::from_millis(2),
         burst: 0,
         ethernet: true,
+        max_frame: 0,
     }
 }
 

@@ -341,6 +341,7 @@ fn many_threads_echo_through_active_opens_byte_exact() {
         reorder_delay: Duration::from_millis(1),
         burst: 0,
         ethernet: true,
+        max_frame: 0,
     };
     let (stack, _peer, _, link) = start_traced(lossy, Vec::new());
     let sizes = [0usize, 1, 1447, 1448, 1449, 100_000, 1 << 20];

@@ -49,6 +49,10 @@ pub struct Faults {
     /// router forwards. (Delivered flipped bits in a source MAC or an ARP
     /// reply taught tests a wrong peer address; no real link does that.)
     pub ethernet: bool,
+    /// Frames longer than this vanish without a word, as on a path whose
+    /// MTU is smaller than the ends think, with the ICMP eaten on the way
+    /// (a path MTU black hole); 0: no limit.
+    pub max_frame: usize,
 }
 
 impl Faults {
@@ -64,6 +68,7 @@ impl Faults {
             reorder_delay: Duration::from_millis(1),
             burst: 0,
             ethernet: false,
+            max_frame: 0,
         }
     }
 }
@@ -147,6 +152,11 @@ impl LinkState {
         let to = 1 - from;
         self.stats[from].sent += 1;
         self.note(from, LinkEvent::Sent, &frame);
+        if self.faults.max_frame > 0 && frame.len() > self.faults.max_frame {
+            self.stats[from].dropped += 1;
+            self.note(from, LinkEvent::Dropped, &frame);
+            return;
+        }
         let (left, until) = self.burst_left[from];
         if left > 0 && self.now <= until {
             self.burst_left[from].0 -= 1;
@@ -444,6 +454,7 @@ mod tests {
             reorder_delay: Duration::from_millis(10),
             burst: 0,
             ethernet: false,
+            max_frame: 0,
         };
         let run = |seed| {
             let (link, mut a, mut b) = MemLink::new(faults.clone(), seed, 1514);

@@ -23,6 +23,7 @@ use super::{
     buffer::RingBuffer,
     config::TcpConfig,
     congestion::Congestion,
+    plpmtud::PathMtuSearch,
     rtt::RttEstimator,
     sack::{RetransmitLog, Scoreboard},
 };
@@ -206,12 +207,10 @@ const TIMESTAMP_OPTION_LEN: usize = 12;
 /// the path without an ICMP "fragmentation needed" (a firewall eats it).
 const BLACK_HOLE_RTOS: u32 = 3;
 /// The segment size a suspected black hole falls back to (Linux's
-/// `tcp_base_mss`): it fits every IPv4 path of 1100 bytes or more.
+/// `tcp_base_mss`): it fits every IPv4 path of 1100 bytes or more. A
+/// path MTU search ([`PathMtuSearch`]) then looks for the largest size
+/// above it that the path carries.
 const BLACK_HOLE_MSS: usize = 1024;
-/// How long the smaller size is kept before the full one is tried again
-/// (Linux's `tcp_probe_interval`); it doubles each time the path still
-/// drops the full size.
-const BLACK_HOLE_RETRY: Duration = Duration::from_secs(600);
 /// The round trip autotuning assumes before an RTT was measured.
 const AUTOTUNE_DEFAULT_RTT: Duration = Duration::from_millis(100);
 /// Autotuning measures over at least this long (a LAN's RTT is tens of
@@ -385,11 +384,16 @@ pub struct Connection {
     tlp_outstanding: bool,
     /// Loss probes sent so far.
     loss_probes: u64,
-    /// A suspected path MTU black hole lowered the segment size: the size
-    /// before, and when to try it again (RFC 4821 §7.4).
-    black_hole: Option<(usize, Instant)>,
-    /// How long the next suspected black hole keeps the smaller size.
-    black_hole_retry: Duration,
+    /// The search for a larger segment size after a black hole or an ICMP
+    /// message lowered it (RFC 8899, RFC 4821); boxed, as few connections
+    /// ever need one.
+    mtu_search: Option<Box<PathMtuSearch>>,
+    /// This recovery began with the loss of an MTU probe alone, the range
+    /// given, and left cwnd as it was (RFC 8899 §3 item 7: a lost probe is
+    /// not congestion); a loss outside the range reduces it then.
+    cwnd_spared: Option<(SeqNumber, SeqNumber)>,
+    /// MTU probes (acknowledged, lost) since the shard last took them.
+    mtu_probes: (u32, u32),
     /// Suspected black holes so far.
     black_holes: u64,
 
@@ -497,8 +501,9 @@ impl Connection {
             tlp_due: false,
             tlp_outstanding: false,
             loss_probes: 0,
-            black_hole: None,
-            black_hole_retry: BLACK_HOLE_RETRY,
+            mtu_search: None,
+            cwnd_spared: None,
+            mtu_probes: (0, 0),
             black_holes: 0,
             persist_at: None,
             persist_backoff: 0,
@@ -796,6 +801,11 @@ impl Connection {
     /// Path MTU black holes suspected so far (the segment size fell back).
     pub fn black_holes(&self) -> u64 {
         self.black_holes
+    }
+
+    /// MTU probes (acknowledged, lost) since the last call.
+    pub fn take_mtu_probes(&mut self) -> (u32, u32) {
+        std::mem::take(&mut self.mtu_probes)
     }
 
     pub fn status(&self) -> Status {
@@ -1380,8 +1390,9 @@ impl Connection {
     /// below 552 counts as 552 (Linux's `min_pmtu`, so a forged message
     /// cannot shrink segments to nothing). What is in flight is sent again
     /// in the smaller size at once; this is not congestion, so the window
-    /// stays. True when applied.
-    pub fn path_mtu(&mut self, seq: SeqNumber, next_hop_mtu: u16) -> bool {
+    /// stays. Larger sizes are searched for again after ten minutes (RFC
+    /// 8899 §5.1.1: the path may have changed). True when applied.
+    pub fn path_mtu(&mut self, now: Instant, seq: SeqNumber, next_hop_mtu: u16) -> bool {
         if !self.state.sends_data() || seq < self.snd_una || seq >= self.snd_max {
             return false;
         }
@@ -1395,11 +1406,12 @@ impl Connection {
         if mss >= self.send_mss {
             return false;
         }
+        match self.mtu_search.as_mut() {
+            Some(search) => search.cap(mss, now),
+            None => self.mtu_search = Some(Box::new(PathMtuSearch::later(mss, self.send_mss, now))),
+        }
         self.send_mss = mss;
         self.cc.set_mss(mss);
-        if let Some((full, _)) = self.black_hole.as_mut() {
-            *full = (*full).min(mss);
-        }
         // The segments that were too big are lost: send them again, now.
         self.snd_nxt = self.snd_una;
         self.rexmit_log.clear();
@@ -1610,14 +1622,6 @@ impl Connection {
             }
             self.timeouts = 0;
             self.persist_backoff = 0;
-            // The smaller segments got through for a while: try the full
-            // size again (it falls back after BLACK_HOLE_RTOS more
-            // timeouts if the path still drops it).
-            if let Some((full, _)) = self.black_hole.filter(|&(_, at)| now >= at) {
-                self.black_hole = None;
-                self.send_mss = full;
-                self.cc.set_mss(full);
-            }
             if freed > 0 {
                 self.events.insert(Events::WRITABLE);
             }
@@ -1634,7 +1638,9 @@ impl Connection {
                     }
                     self.dupacks = 0;
                     let flight = span(self.snd_max, self.snd_una);
-                    self.cc.on_recovery_exit(flight);
+                    if self.cwnd_spared.take().is_none() {
+                        self.cc.on_recovery_exit(flight);
+                    }
                 }
                 Some(_) => {
                     // Partial acknowledgement: the next hole was lost too
@@ -1715,6 +1721,7 @@ impl Connection {
                     .forget_lost(&self.scoreboard, self.send_mss, overdue);
             }
         }
+        self.resolve_mtu_probe();
         // Window update (RFC 9293 §3.10.7.4, fifth step), and, as Linux
         // does, from any ACK of new data: the peer sends its ACKs in order,
         // so that window is its newest even when the segment's SEQ is older
@@ -1788,18 +1795,114 @@ impl Connection {
 
     /// RFC 5681 §3.2 / RFC 6675 §5: three duplicate ACKs (or SACK showing
     /// as much) mean the segment at SND.UNA was lost.
+    /// A lost MTU probe alone leaves cwnd as it was (RFC 8899 §3 item 7).
     fn enter_recovery(&mut self, now: Instant) {
         self.tlp_at = None;
         self.recover_mark = Some(self.snd_max);
         let flight = span(self.snd_max, self.snd_una);
         self.recovery = Some(self.snd_max);
-        self.cc.on_congestion_event(now, flight);
+        self.cwnd_spared = self.mtu_probe_alone_lost();
+        if self.cwnd_spared.is_none() {
+            self.cc.on_congestion_event(now, flight);
+        }
         self.rexmit_log.clear();
         self.rexmit_una = true;
         self.rtt_probe = None;
     }
 
     /// The sequence number of our FIN, once CLOSE was called.
+    /// The MTU probe on its way, if it is all that is lost (RFC 6675's
+    /// IsLost, RACK, or NewReno's segment at SND.UNA): its range.
+    fn mtu_probe_alone_lost(&self) -> Option<(SeqNumber, SeqNumber)> {
+        let p = self.mtu_search.as_ref()?.probe()?;
+        let alone = if self.sack {
+            let edge = self.lost_edge()?;
+            let first = self.scoreboard.next_unsacked(self.snd_una);
+            let after = self.scoreboard.next_unsacked(p.end).unwrap_or(self.snd_max);
+            first == Some(p.start) && after >= edge
+        } else {
+            self.snd_una == p.start
+        };
+        alone.then_some((p.start, p.end))
+    }
+
+    /// The MTU probe on its way arrived, acknowledged or SACKed: its size
+    /// is the segment size now (RFC 8899 §5.2). (A lost one is given up
+    /// when its data is sent again, in [`Connection::sent`].)
+    fn resolve_mtu_probe(&mut self) {
+        let Some(search) = self.mtu_search.as_mut() else {
+            return;
+        };
+        let Some(p) = search.probe() else {
+            return;
+        };
+        let arrived = self.snd_una >= p.end
+            || (p.start >= self.snd_una
+                && self.scoreboard.sacked_in(p.start, p.end) >= span(p.end, p.start));
+        if !arrived {
+            return;
+        }
+        let size = search.probe_acked();
+        self.mtu_probes.0 += 1;
+        if size > self.send_mss {
+            tracing::debug!(remote = %self.remote, mss = size, "path MTU probe acknowledged");
+            self.send_mss = size;
+            self.cc.set_mss(size);
+        }
+    }
+
+    /// A loss in this recovery that is not the MTU probe's: the reduction
+    /// the probe's loss alone did not make is made now (RFC 6675 §5 step
+    /// 4.2: once per recovery).
+    fn loss_beyond_probe(&mut self, now: Instant, seq: SeqNumber) {
+        if self
+            .cwnd_spared
+            .is_some_and(|(start, end)| seq < start || seq >= end)
+        {
+            self.cwnd_spared = None;
+            let flight = span(self.snd_max, self.snd_una);
+            self.cc.on_congestion_event(now, flight);
+        }
+    }
+
+    /// An MTU probe goes out now if the search wants one (RFC 8899 §5.2:
+    /// probes are sent as data) and nothing stands in its way: no loss
+    /// being repaired, and room in both windows and data enough for the
+    /// probe and [`DUPACK_THRESHOLD`] segments behind it, whose ACKs show
+    /// its loss without a timeout (Linux's `tcp_mtu_probe` asks the same).
+    fn send_mtu_probe<F>(&mut self, now: Instant, emit: &mut F) -> Result<bool, TxError>
+    where
+        F: FnMut(&TcpRepr) -> Result<(), TxError>,
+    {
+        let Some(search) = self.mtu_search.as_mut() else {
+            return Ok(false);
+        };
+        if !matches!(self.state, State::Established | State::CloseWait)
+            || self.recovery.is_some()
+            || self.dupacks > 0
+            || self.snd_nxt != self.snd_max
+            || self.fin_queued
+        {
+            return Ok(false);
+        }
+        let Some(size) = search.probe_size(now).filter(|&s| s > self.send_mss) else {
+            return Ok(false);
+        };
+        let need = size + DUPACK_THRESHOLD as usize * self.send_mss;
+        let room = self.send_window_limit().distance_from(self.snd_max).max(0) as usize;
+        if self.unsent() < need || room < need {
+            return Ok(false);
+        }
+        let seq = self.snd_max;
+        let n = self.emit_segment(now, seq, None, false, size, emit)?;
+        if n > 0 {
+            if let Some(search) = self.mtu_search.as_mut() {
+                search.probe_sent(seq, seq + n, size);
+            }
+        }
+        Ok(n > 0)
+    }
+
     fn fin_seq(&self) -> Option<SeqNumber> {
         self.fin_queued.then(|| self.snd_una + self.send_buf.len())
     }
@@ -2065,7 +2168,8 @@ impl Connection {
             State::SynSent | State::SynReceived => self.snd_nxt = self.iss,
             _ => {
                 let flight = span(self.snd_max, self.snd_una);
-                self.suspect_black_hole(now, flight);
+                self.suspect_black_hole(flight);
+                self.cwnd_spared = None;
                 self.cc.on_retransmit_timeout(now, flight);
                 self.recovery = None;
                 self.rexmit_log.clear();
@@ -2168,6 +2272,7 @@ impl Connection {
         // RFC 6582 §3.2 step 2), or NewReno's after a partial ACK.
         if self.rexmit_una {
             let seq = self.snd_una;
+            self.loss_beyond_probe(now, seq);
             let end = self.scoreboard.next_sacked(seq);
             let n = self.emit_data(now, seq, end, &mut emit)?;
             if n > 0 {
@@ -2179,10 +2284,14 @@ impl Connection {
         // SACK recovery (RFC 6675 §5 step C): while the pipe leaves room in
         // cwnd, NextSeg's rule 1, the lost holes not yet retransmitted;
         // then rule 2, new data, below.
-        while self.recovery.is_some() && self.sack && self.pipe() < self.cc.window() {
+        while self.recovery.is_some() && self.sack {
             let Some((hole, end)) = self.next_lost() else {
                 break;
             };
+            self.loss_beyond_probe(now, hole);
+            if self.pipe() >= self.cc.window() {
+                break;
+            }
             let n = self.emit_data(now, hole, Some(end), &mut emit)?;
             if n == 0 {
                 break;
@@ -2191,6 +2300,7 @@ impl Connection {
             sent_any = true;
         }
         let high_before = self.snd_max;
+        sent_any |= self.send_mtu_probe(now, &mut emit)?;
         while let Some(seq) = self.next_data() {
             // Going back over sent data after a timeout: stop where the
             // peer's SACKed data starts.
@@ -2242,7 +2352,8 @@ impl Connection {
         // sized by the MSS alone.
         self.snd_nxt = self.snd_nxt.max(seq);
         let end = (seq < self.snd_max).then_some(self.snd_max);
-        let n = self.emit_segment(now, seq, end.or(Some(seq + self.send_mss)), true, emit)?;
+        let mss = self.send_mss;
+        let n = self.emit_segment(now, seq, end.or(Some(seq + mss)), true, mss, emit)?;
         if n == 0 {
             self.snd_nxt = before;
         }
@@ -2252,8 +2363,9 @@ impl Connection {
     /// RFC 4821 §7.4: [`BLACK_HOLE_RTOS`] timeouts in a row with full-sized
     /// segments out: they may be too big for a hop that drops them without
     /// telling us. Fall back to [`BLACK_HOLE_MSS`] (the go-back after this
-    /// timeout already uses it) and try the full size again later.
-    fn suspect_black_hole(&mut self, now: Instant, flight: usize) {
+    /// timeout already uses it) and search for the largest size the path
+    /// carries ([`PathMtuSearch`]).
+    fn suspect_black_hole(&mut self, flight: usize) {
         if self.timeouts != BLACK_HOLE_RTOS
             || self.send_mss <= BLACK_HOLE_MSS
             || flight <= BLACK_HOLE_MSS
@@ -2266,8 +2378,8 @@ impl Connection {
             fallback = BLACK_HOLE_MSS,
             "path MTU black hole suspected"
         );
-        self.black_hole = Some((self.send_mss, now + self.black_hole_retry));
-        self.black_hole_retry = (self.black_hole_retry * 2).min(BLACK_HOLE_RETRY * 16);
+        let full = self.mtu_search.as_ref().map_or(self.send_mss, |s| s.full());
+        self.mtu_search = Some(Box::new(PathMtuSearch::start(BLACK_HOLE_MSS, full)));
         self.black_holes += 1;
         self.send_mss = BLACK_HOLE_MSS;
         self.cc.set_mss(BLACK_HOLE_MSS);
@@ -2439,17 +2551,19 @@ impl Connection {
     where
         F: FnMut(&TcpRepr) -> Result<(), TxError>,
     {
-        self.emit_segment(now, seq, end, false, emit)
+        self.emit_segment(now, seq, end, false, self.send_mss, emit)
     }
 
-    /// [`Connection::emit_data`], and for a loss probe (`probe`) new data
-    /// past the congestion window (never past the peer's).
+    /// [`Connection::emit_data`] in segments of at most `mss` (larger than
+    /// the size in use for an MTU probe), and for a loss probe (`probe`)
+    /// new data past the congestion window (never past the peer's).
     fn emit_segment<F>(
         &mut self,
         now: Instant,
         seq: SeqNumber,
         end: Option<SeqNumber>,
         probe: bool,
+        mss: usize,
         emit: &mut F,
     ) -> Result<usize, TxError>
     where
@@ -2482,7 +2596,7 @@ impl Connection {
         } else {
             0
         };
-        let mut max = self.send_mss.saturating_sub(sack_room).max(1);
+        let mut max = mss.saturating_sub(sack_room).max(1);
         if is_new && !probe {
             let room = self.send_window_limit().distance_from(seq).max(0) as usize;
             max = max.min(room);
@@ -2532,6 +2646,14 @@ impl Connection {
             self.retransmits += 1;
             if self.rtt_probe.is_some_and(|(s, _)| s >= seq && s < end) {
                 self.rtt_probe = None;
+            }
+            // Whatever sends an MTU probe's data again (recovery, a
+            // timeout's go-back, a loss probe) has given it up as lost.
+            if let Some(search) = self.mtu_search.as_mut() {
+                if search.probe().is_some_and(|p| seq < p.end && p.start < end) {
+                    search.probe_lost();
+                    self.mtu_probes.1 += 1;
+                }
             }
         } else if self.rtt_probe.is_none() && self.timestamps.is_none() {
             self.rtt_probe = Some((seq, now));

@@ -7,6 +7,7 @@ pub mod config;
 pub mod congestion;
 pub mod connection;
 pub mod isn;
+pub mod plpmtud;
 pub mod rtt;
 pub mod sack;
 pub mod shard;

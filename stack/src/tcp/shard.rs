@@ -220,6 +220,9 @@ pub struct Shard {
     pub loss_probes_total: u64,
     /// Path MTU black holes suspected by every connection (RFC 4821 §7.4).
     pub black_holes_total: u64,
+    /// Path MTU probes of every connection (RFC 8899): (acknowledged,
+    /// lost).
+    pub mtu_probes_total: (u64, u64),
     challenge_budget: ChallengeBudget,
 }
 
@@ -245,6 +248,12 @@ const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
 /// it to this one.
 pub fn ephemeral_owner(port: u16, cores: usize) -> Option<usize> {
     (cores > 1 && EPHEMERAL.contains(&port)).then(|| usize::from(port) % cores)
+}
+
+/// Running (acknowledged, lost) MTU probe totals plus a connection's
+/// latest.
+fn add_probes(total: (u64, u64), new: (u32, u32)) -> (u64, u64) {
+    (total.0 + u64::from(new.0), total.1 + u64::from(new.1))
 }
 
 impl Shard {
@@ -290,6 +299,7 @@ impl Shard {
             timeouts_total: 0,
             loss_probes_total: 0,
             black_holes_total: 0,
+            mtu_probes_total: (0, 0),
             challenge_budget: ChallengeBudget::default(),
         }
     }
@@ -531,6 +541,7 @@ impl Shard {
             conn.set_memory_pressure(self.buffer_total > self.config.memory_budget);
             let before = conn.state();
             let reply = conn.process(now, &seg);
+            self.mtu_probes_total = add_probes(self.mtu_probes_total, conn.take_mtu_probes());
             let mut rejection = conn.take_rejection();
             if rejection == Some(DropReason::TcpChallengeAck) {
                 let (isn, local) = (&self.isn, self.local_addr);
@@ -777,6 +788,7 @@ impl Shard {
     /// took it (see [`Connection::path_mtu`]).
     pub fn path_mtu(
         &mut self,
+        now: Instant,
         remote: SocketAddrV4,
         local_port: u16,
         seq: u32,
@@ -788,7 +800,7 @@ impl Shard {
         let Some(conn) = self.slots[index as usize].conn.as_mut() else {
             return false;
         };
-        let applied = conn.path_mtu(SeqNumber(seq), next_hop_mtu);
+        let applied = conn.path_mtu(now, SeqNumber(seq), next_hop_mtu);
         if applied {
             self.mark_ready(index);
         }
@@ -925,6 +937,7 @@ impl Shard {
             self.timeouts_total += conn.rto_count() - timeouts;
             self.loss_probes_total += conn.loss_probes() - probes;
             self.black_holes_total += conn.black_holes() - black_holes;
+            self.mtu_probes_total = add_probes(self.mtu_probes_total, conn.take_mtu_probes());
             conn.shed_buffers();
             self.account(index);
             self.gather_events(index);

@@ -487,10 +487,10 @@ fn fragmentation_needed_lowers_the_segment_size_and_resends_rfc1191() {
     assert_eq!(seg_of(&first[0], A_ADDR, B_ADDR).len, 1460);
     // RFC 5927 §4.1: a quote of a sequence number not in flight is
     // ignored (below SND.UNA, at or beyond SND.MAX).
-    assert!(!c.path_mtu(SeqNumber(ISS), 1000));
-    assert!(!c.path_mtu(SeqNumber(ISS + 1 + 4000), 1000));
+    assert!(!c.path_mtu(now, SeqNumber(ISS), 1000));
+    assert!(!c.path_mtu(now, SeqNumber(ISS + 1 + 4000), 1000));
     // A real one: 1000-byte MTU → 960-byte segments, sent again at once.
-    assert!(c.path_mtu(SeqNumber(ISS + 1 + 1460), 1000));
+    assert!(c.path_mtu(now, SeqNumber(ISS + 1 + 1460), 1000));
     let again = drain(&mut c, now);
     let lens: Vec<usize> = again
         .iter()
@@ -505,8 +505,8 @@ fn fragmentation_needed_lowers_the_segment_size_and_resends_rfc1191() {
     assert_eq!(lens.iter().sum::<usize>(), 4000);
     assert_eq!(c.status().send_mss, 960);
     // Not lower: nothing to do; absurdly low: clamped to 552 - 40.
-    assert!(!c.path_mtu(SeqNumber(ISS + 1), 1400));
-    assert!(c.path_mtu(SeqNumber(ISS + 1), 68));
+    assert!(!c.path_mtu(now, SeqNumber(ISS + 1), 1400));
+    assert!(c.path_mtu(now, SeqNumber(ISS + 1), 68));
     assert_eq!(c.status().send_mss, 512);
 }
 
@@ -1257,6 +1257,7 @@ fn lossy(loss: f64) -> Faults {
         reorder_delay: Duration::from_millis(3),
         burst: 0,
         ethernet: false,
+        max_frame: 0,
     }
 }
 
@@ -1744,11 +1745,10 @@ fn under_memory_pressure_out_of_order_data_goes_first() {
 }
 
 #[test]
-fn repeated_timeouts_of_full_segments_fall_back_to_1024_then_retry_rfc4821() {
+fn repeated_timeouts_of_full_segments_fall_back_to_1024_rfc4821() {
     // A hop drops 1460-byte segments without an ICMP (a path MTU black
     // hole). RFC 4821 §7.4: after three timeouts in a row the segment size
-    // falls back, so the connection moves again; ten minutes later the
-    // full size is tried anew.
+    // falls back, so the connection moves again.
     let (mut c, mut now) = established(cfg());
     c.send(&vec![7u8; 1460 * 6]).unwrap();
     assert!(drain(&mut c, now)
@@ -1775,35 +1775,116 @@ fn repeated_timeouts_of_full_segments_fall_back_to_1024_then_retry_rfc4821() {
     let out = drain(&mut c, now);
     assert!(!out.is_empty());
     assert!(out.iter().all(|b| seg_of(b, A_ADDR, B_ADDR).len <= 1024));
-    // Ten minutes on, an ACK of new data brings the full size back.
-    c.process(
-        now,
-        &peer_seg(
-            TcpControl::None,
-            PEER_ISS + 1,
-            Some(ISS + 1 + 1460 * 6),
-            65535,
-            b"",
-        ),
-    );
-    now += Duration::from_secs(600);
-    c.send(&[8u8; 1000]).unwrap();
-    drain(&mut c, now);
-    c.process(
-        now,
-        &peer_seg(
-            TcpControl::None,
-            PEER_ISS + 1,
-            Some(ISS + 1 + 1460 * 6 + 1000),
-            65535,
-            b"",
-        ),
-    );
-    c.send(&[9u8; 3000]).unwrap();
+}
+
+/// [`established_with_sack`] after an ICMP message lowered the segment
+/// size to 960 (a 1000-byte MTU) and ten minutes passed with everything
+/// acknowledged: the path MTU search (RFC 8899 §5.1.1) is due, with
+/// `data` queued. Returns SND.UNA.
+fn probing_after_icmp(c: &mut Connection, now: &mut Instant, data: usize) -> u32 {
+    c.send(&[3u8; 1460]).unwrap();
+    drain(c, *now);
+    assert!(c.path_mtu(*now, SeqNumber(ISS + 101), 1000));
+    assert_eq!(c.status().send_mss, 960);
+    drain(c, *now);
+    let una = ISS + 101 + 1460;
+    c.process(*now, &sack_ack(una, &[], 65535));
+    *now += Duration::from_secs(600);
+    c.send(&vec![4u8; data]).unwrap();
+    una
+}
+
+#[test]
+fn an_acknowledged_mtu_probe_raises_the_segment_size_rfc8899() {
+    // RFC 8899 §5.1.1: ten minutes after an ICMP message lowered the size,
+    // a probe halfway to the full size goes among the data (§5.2), with
+    // segments of the size in use behind it; its ACK makes its size the
+    // segment size (§5.2: the probed size is confirmed).
+    let (mut c, mut now) = established_with_sack();
+    let una = probing_after_icmp(&mut c, &mut now, 960 * 20);
+    let retransmits = c.status().retransmits;
     let out = drain(&mut c, now);
-    assert_eq!(
-        seg_of(&out[0], A_ADDR, B_ADDR).len,
-        1460,
-        "the full size again"
-    );
+    let segs: Vec<Seg> = out.iter().map(|b| seg_of(b, A_ADDR, B_ADDR)).collect();
+    assert_eq!((segs[0].seq, segs[0].len), (una, 1210), "the probe first");
+    assert!(segs.len() >= 4, "three segments behind it: {segs:?}");
+    assert!(segs[1..].iter().all(|s| s.len == 960), "{segs:?}");
+    assert_eq!(c.status().send_mss, 960, "nothing known yet");
+    c.process(now, &sack_ack(una + 1210, &[], 65535));
+    assert_eq!(c.status().send_mss, 1210);
+    assert_eq!(c.take_mtu_probes(), (1, 0));
+    assert_eq!(c.status().retransmits, retransmits);
+}
+
+#[test]
+fn a_lost_mtu_probe_is_sent_again_in_smaller_segments_without_a_cwnd_cut() {
+    // RFC 8899 §3 item 7: a lost probe is not congestion. The segments
+    // behind it are SACKed, so the probe is lost (RFC 6675 IsLost); its
+    // data goes again at the size in use, and cwnd stays.
+    let (mut c, mut now) = established_with_sack();
+    let una = probing_after_icmp(&mut c, &mut now, 960 * 20);
+    let out = drain(&mut c, now);
+    let flight = out.len() as u32 - 1;
+    let cwnd = c.status().cwnd;
+    c.process(now, &sack_ack(una, &[(1210, 1210 + 960 * flight)], 65535));
+    let again: Vec<Seg> = drain(&mut c, now)
+        .iter()
+        .map(|b| seg_of(b, A_ADDR, B_ADDR))
+        .collect();
+    assert_eq!((again[0].seq, again[0].len), (una, 960));
+    assert_eq!((again[1].seq, again[1].len), (una + 960, 250));
+    assert_eq!(c.take_mtu_probes(), (0, 1));
+    assert!(c.status().cwnd >= cwnd, "{} < {cwnd}", c.status().cwnd);
+    assert_eq!(c.status().send_mss, 960);
+    // Recovery ends; the window is still what it was, not ssthresh.
+    let all = una + 1210 + 960 * flight;
+    c.process(now, &sack_ack(all, &[], 65535));
+    assert!(c.status().cwnd >= cwnd, "{} < {cwnd}", c.status().cwnd);
+}
+
+#[test]
+fn a_loss_beside_a_lost_mtu_probe_still_cuts_cwnd() {
+    // The probe and the segment after it are lost: the second loss is
+    // congestion, and the recovery reduces cwnd once (RFC 6675 §5).
+    let (mut c, mut now) = established_with_sack();
+    let una = probing_after_icmp(&mut c, &mut now, 960 * 20);
+    let out = drain(&mut c, now);
+    let flight = out.len() as u32 - 1;
+    let cwnd = c.status().cwnd;
+    let sacked = (1210 + 960, 1210 + 960 * flight);
+    c.process(now, &sack_ack(una, &[sacked], 65535));
+    drain(&mut c, now);
+    assert_eq!(c.take_mtu_probes(), (0, 1));
+    assert!(c.status().cwnd < cwnd, "the window was reduced");
+}
+
+#[test]
+fn a_black_hole_search_finds_the_path_mtu_by_probing_rfc4821() {
+    // A path that carries TCP segments of at most 1332 bytes (a 1352-byte
+    // IP MTU: 1300 bytes of payload with timestamps) and drops larger ones
+    // in silence. Three timeouts find the black hole (RFC 4821 §7.4); the
+    // search then probes up from 1024 to within 8 bytes of 1300 (1236 and
+    // 1289 get through; 1342, 1315 and 1302 are each lost three times),
+    // and the transfer is byte-exact. Also at 1% loss.
+    let data = pattern(4 << 20, 9);
+    for (loss, seed) in [(0.0, 1), (0.01, 2), (0.01, 3)] {
+        let faults = Faults {
+            max_frame: 20 + 12 + 1300,
+            ..loss_only(loss, 1)
+        };
+        let (mut a, b, _) = transfer(&data, &[], faults, seed);
+        assert!(b.got == data, "seed {seed}: {} bytes", b.got.len());
+        let mss = a.conn.status().send_mss;
+        assert!((1292..=1300).contains(&mss), "seed {seed}: ended at {mss}");
+        assert_eq!(a.conn.black_holes(), 1, "seed {seed}");
+        // The three that find the black hole; at 1% loss a go-back
+        // retransmission lost after them waits for one more (RFC 6675
+        // §5.1: no new recovery before the old SND.MAX is acknowledged).
+        let (acked, lost) = a.conn.take_mtu_probes();
+        assert!(acked >= 3 && lost >= 6, "seed {seed}: {acked} and {lost}");
+        assert!(
+            a.data_rtos() <= 3 + 2,
+            "seed {seed}: {} timeouts",
+            a.data_rtos()
+        );
+    }
 }
