@@ -1709,7 +1709,7 @@ impl Connection {
             self.start_recovery_if_lost(now);
             // A retransmission overtaken by DupThresh worth of later data
             // was lost again: it may go once more, now, not after an RTO.
-            if self.recovery.is_some() {
+            if self.recovery.is_some() || self.repairing_after_timeout() {
                 // RACK's time test (RFC 8985 §6.2): an ACK with news 5/4 of
                 // an RTT after a retransmission went should have covered it.
                 let news = ack > una_before || self.scoreboard.sacked_bytes() > sacked_before;
@@ -1775,14 +1775,20 @@ impl Connection {
     }
 
     /// Every unSACKed byte below this is lost: RFC 6675 §4 IsLost or RACK's
-    /// time test, whichever reaches higher.
+    /// time test, whichever reaches higher; after a timeout, at least
+    /// everything sent before it (RFC 6298 §5.4 sends it all again; Linux's
+    /// `tcp_enter_loss` marks it lost), so that `pipe` counts only what
+    /// went since.
     fn lost_edge(&self) -> Option<SeqNumber> {
         let by_count = self.scoreboard.lost_below(self.send_mss);
         let by_time = self.rack_edge.filter(|&e| e > self.snd_una);
-        match (by_count, by_time) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        }
+        let by_timeout = self
+            .recover_mark
+            .filter(|&m| self.repairing_after_timeout() && m > self.snd_una);
+        [by_count, by_time, by_timeout]
+            .into_iter()
+            .flatten()
+            .reduce(SeqNumber::max)
     }
 
     /// Starts SACK recovery when a hole is lost and no recover mark stands
@@ -1811,6 +1817,13 @@ impl Connection {
     }
 
     /// The sequence number of our FIN, once CLOSE was called.
+    /// A timeout's go-back is under way with SACK: the old SND.MAX (the
+    /// recover mark the timeout set) is not yet acknowledged, and no
+    /// recovery may start before it is (RFC 6675 §5.1).
+    fn repairing_after_timeout(&self) -> bool {
+        self.sack && self.recovery.is_none() && self.recover_mark.is_some()
+    }
+
     /// The MTU probe on its way, if it is all that is lost (RFC 6675's
     /// IsLost, RACK, or NewReno's segment at SND.UNA): its range.
     fn mtu_probe_alone_lost(&self) -> Option<(SeqNumber, SeqNumber)> {
@@ -2299,18 +2312,45 @@ impl Connection {
             self.rexmit_log.record(hole, hole + n, self.snd_max, now);
             sent_any = true;
         }
+        // After a timeout, RFC 6675 §5.1 starts no recovery before the old
+        // SND.MAX is acknowledged; but a go-back retransmission that SACK
+        // or RACK shows lost again goes once more now, while the pipe
+        // leaves room in cwnd (as in Linux's Loss state), rather than
+        // waiting for the next timeout. What the go-back has not reached
+        // yet is left to it.
+        while self.repairing_after_timeout() && self.pipe() < self.cc.window() {
+            let Some((hole, end)) = self.next_lost() else {
+                break;
+            };
+            if hole >= self.snd_nxt {
+                break;
+            }
+            let n = self.emit_data(now, hole, Some(end.min(self.snd_nxt)), &mut emit)?;
+            if n == 0 {
+                break;
+            }
+            self.rexmit_log.record(hole, hole + n, self.snd_max, now);
+            sent_any = true;
+        }
         let high_before = self.snd_max;
         sent_any |= self.send_mtu_probe(now, &mut emit)?;
         while let Some(seq) = self.next_data() {
             // Going back over sent data after a timeout: stop where the
             // peer's SACKed data starts.
-            let end = if seq < self.snd_max {
+            let resend = seq < self.snd_max;
+            let end = if resend {
                 self.scoreboard.next_sacked(seq)
             } else {
                 None
             };
-            if self.emit_data(now, seq, end, &mut emit)? == 0 {
+            let n = self.emit_data(now, seq, end, &mut emit)?;
+            if n == 0 {
                 break;
+            }
+            if resend && self.sack {
+                // Logged as recovery's are, so a go-back retransmission
+                // lost again is found (above) and sent once more.
+                self.rexmit_log.record(seq, seq + n, self.snd_max, now);
             }
             sent_any = true;
         }

@@ -252,7 +252,10 @@ impl RetransmitLog {
     }
 
     /// [start, end) was retransmitted at `at` while SND.MAX was `mark`.
-    /// Merges with what it touches (keeping the later mark and time); when
+    /// Merges with what it overlaps (keeping the later mark and time), and
+    /// with what it only touches if that went at the same time and mark
+    /// (the segments of one burst), so that a retransmission keeps its own
+    /// clock beside the later ones of a go-back; when
     /// full, merges the two closest neighbours (the gap then counts as
     /// retransmitted, which at worst delays its repair to a lost-again test
     /// or the RTO, and never repeats a send).
@@ -275,11 +278,14 @@ impl RetransmitLog {
         let mut out = [NONE_SENT; MAX_BLOCKS + 1];
         let mut n = 0;
         let mut placed = false;
+        // Ranges that only touch stay apart when they went at different
+        // times: each keeps its own clock for the lost-again tests.
+        let apart = |e: &Retransmitted, new: &Retransmitted| e.at != new.at || e.mark != new.mark;
         for &e in self.entries() {
-            if e.end < new.start {
+            if e.end < new.start || (e.end == new.start && apart(&e, &new)) {
                 out[n] = e;
                 n += 1;
-            } else if new.end < e.start {
+            } else if new.end < e.start || (new.end == e.start && apart(&e, &new)) {
                 if !placed {
                     out[n] = new;
                     n += 1;
@@ -448,25 +454,36 @@ mod tests {
         let ms = |n: u64| t0 + std::time::Duration::from_millis(n);
         let mut board = Scoreboard::new();
         let mut log = RetransmitLog::new();
+        // Two segments that went together make one range; the one after
+        // them, sent a moment later, keeps its own clock.
         log.record(s(0), s(100), s(1000), ms(0));
-        log.record(s(100), s(200), s(1000), ms(1));
+        log.record(s(100), s(200), s(1000), ms(0));
+        log.record(s(200), s(250), s(1000), ms(1));
         log.record(s(300), s(400), s(1200), ms(50));
         let spans: Vec<_> = log
             .entries()
             .iter()
             .map(|e| (e.start, e.end, e.mark))
             .collect();
-        assert_eq!(spans, [(s(0), s(200), s(1000)), (s(300), s(400), s(1200))]);
+        assert_eq!(
+            spans,
+            [
+                (s(0), s(200), s(1000)),
+                (s(200), s(250), s(1000)),
+                (s(300), s(400), s(1200))
+            ]
+        );
         assert_eq!(log.covering(s(150)), Some(s(200)));
+        assert_eq!(log.covering(s(200)), Some(s(250)));
         assert_eq!(log.covering(s(250)), None);
         assert_eq!(log.next_start(s(250)), Some(s(300)));
         board.add(s(300), s(350), Instant::ZERO);
-        assert_eq!(log.unsacked_bytes(&board), 250);
-        // Data sent after the first retransmission (above 1000) is SACKed
-        // past DupThresh (more than 2 * 30 bytes), not past the second's
-        // mark: the first is lost again, the second not yet.
+        assert_eq!(log.unsacked_bytes(&board), 300);
+        // Data sent after the first retransmissions (above 1000) is SACKed
+        // past DupThresh (more than 2 * 30 bytes), not past the last one's
+        // mark: the first two are lost again, the last not yet.
         board.add(s(1000), s(1061), Instant::ZERO);
-        assert_eq!(log.forget_lost(&board, 30, None), 1);
+        assert_eq!(log.forget_lost(&board, 30, None), 2);
         assert_eq!(log.entries().len(), 1);
         // Time: an ACK with news well after the second went, and it is
         // still not covered: lost again too.

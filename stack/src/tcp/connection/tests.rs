@@ -957,6 +957,50 @@ fn rack_repairs_a_lost_segment_below_too_few_sacks_a_reordering_window_later() {
 }
 
 #[test]
+fn a_go_back_retransmission_lost_again_goes_once_more_before_another_timeout() {
+    // After a timeout, RFC 6675 §5.1 starts no new recovery before the old
+    // SND.MAX is acknowledged. A go-back retransmission lost again is still
+    // found (here by RACK's time test, RFC 8985 §6.2: an ACK with news 5/4
+    // of an RTT after it went does not cover it) and sent once more, as
+    // Linux does in its Loss state, not left for a second timeout.
+    let (mut c, mut now) = established_with_sack();
+    let una = ISS + 101;
+    c.send(&vec![7u8; 1460 * 6]).unwrap();
+    assert_eq!(drain(&mut c, now).len(), 6);
+    // Nothing comes back: a tail loss probe, then the timeout, whose
+    // go-back sends the first segment (cwnd is one segment).
+    let resent = loop {
+        now = c.poll_at(now).expect("a timer");
+        let out = drain(&mut c, now);
+        if c.rto_count() == 1 {
+            break out;
+        }
+    };
+    assert_eq!(seg_of(&resent[0], A_ADDR, B_ADDR).seq, una);
+    now += Duration::from_millis(10);
+    c.process(now, &sack_ack(una + 1460, &[], 65535));
+    let goback: Vec<u32> = drain(&mut c, now)
+        .iter()
+        .map(|b| seg_of(b, A_ADDR, B_ADDR).seq)
+        .collect();
+    assert_eq!(goback, [una + 1460, una + 2920], "two more (slow start)");
+    // The first of them is lost again; the second arrives, and its ACK
+    // comes 15 ms later (SRTT is 10 ms).
+    now += Duration::from_millis(15);
+    c.process(now, &sack_ack(una + 1460, &[(1460, 2920)], 65535));
+    let again: Vec<(u32, usize)> = drain(&mut c, now)
+        .iter()
+        .map(|b| seg_of(b, A_ADDR, B_ADDR))
+        .map(|s| (s.seq, s.len))
+        .collect();
+    assert_eq!(again[0], (una + 1460, 1460), "sent once more, now");
+    // Then the go-back goes on (limited transmit's one segment), never
+    // over what the peer SACKed.
+    assert_eq!(again[1..], [(una + 4380, 1460)]);
+    assert_eq!(c.rto_count(), 1);
+}
+
+#[test]
 fn fast_retransmit_still_works_2_gib_after_the_last_recovery() {
     // RFC 6582's "recover" must not turn fast retransmit off once the
     // sequence space has moved on by 2^31 (where a stale mark would compare
@@ -1876,13 +1920,13 @@ fn a_black_hole_search_finds_the_path_mtu_by_probing_rfc4821() {
         let mss = a.conn.status().send_mss;
         assert!((1292..=1300).contains(&mss), "seed {seed}: ended at {mss}");
         assert_eq!(a.conn.black_holes(), 1, "seed {seed}");
-        // The three that find the black hole; at 1% loss a go-back
-        // retransmission lost after them waits for one more (RFC 6675
-        // §5.1: no new recovery before the old SND.MAX is acknowledged).
+        // The three that find the black hole, and at 1% loss at most one
+        // more (a flight whose one ACK was lost: this link delivers a
+        // flight at one instant, and its receiver acknowledges the batch).
         let (acked, lost) = a.conn.take_mtu_probes();
         assert!(acked >= 3 && lost >= 6, "seed {seed}: {acked} and {lost}");
         assert!(
-            a.data_rtos() <= 3 + 2,
+            a.data_rtos() <= 3 + 1,
             "seed {seed}: {} timeouts",
             a.data_rtos()
         );
