@@ -82,8 +82,8 @@ check "server exits 0" test "$SERVER_RC" = 0
 # the receiving end in silence. Full-sized segments vanish; after three
 # timeouts in a row the stack falls back to 1024-byte segments (RFC 4821
 # §7.4), then probes its way back up to what the path carries: 1348 bytes
-# of payload (RFC 8899; probes of 1236 and 1342 get through, 1395, 1368
-# and 1355 are lost three times each).
+# of payload (RFC 8899; probes of 1236, 1342 and 1348 get through; 1395,
+# 1368 and 1355 are lost three times each).
 echo "== loss: a path MTU black hole"
 srv ip link set bpx0 mtu 1500
 cli ip route replace 10.99.0.1/32 dev bpx1 advmss 1460

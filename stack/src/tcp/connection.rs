@@ -388,9 +388,10 @@ pub struct Connection {
     /// message lowered it (RFC 8899, RFC 4821); boxed, as few connections
     /// ever need one.
     mtu_search: Option<Box<PathMtuSearch>>,
-    /// This recovery began with the loss of an MTU probe alone, the range
-    /// given, and left cwnd as it was (RFC 8899 §3 item 7: a lost probe is
-    /// not congestion); a loss outside the range reduces it then.
+    /// This recovery began with the loss of an MTU probe alone and left
+    /// cwnd as it was (RFC 8899 §3 item 7: a lost probe is not
+    /// congestion): the probe's data not yet sent again. Any other loss in
+    /// the recovery reduces cwnd then.
     cwnd_spared: Option<(SeqNumber, SeqNumber)>,
     /// MTU probes (acknowledged, lost) since the shard last took them.
     mtu_probes: (u32, u32),
@@ -1404,7 +1405,11 @@ impl Connection {
         let mtu = usize::from(next_hop_mtu).max(MIN_PMTU);
         let mss = mtu.saturating_sub(40 + options).max(64);
         if mss >= self.send_mss {
-            return false;
+            // About an MTU probe (RFC 8899 §4.6.2): sizes above the MTU it
+            // gives fail; the size in use stays, and the probe's loss is
+            // repaired as any probe's.
+            let search = self.mtu_search.as_mut();
+            return search.is_some_and(|s| s.too_big_above(seq, mss));
         }
         match self.mtu_search.as_mut() {
             Some(search) => search.cap(mss, now),
@@ -1816,7 +1821,6 @@ impl Connection {
         self.rtt_probe = None;
     }
 
-    /// The sequence number of our FIN, once CLOSE was called.
     /// A timeout's go-back is under way with SACK: the old SND.MAX (the
     /// recover mark the timeout set) is not yet acknowledged, and no
     /// recovery may start before it is (RFC 6675 §5.1).
@@ -1849,9 +1853,10 @@ impl Connection {
         let Some(p) = search.probe() else {
             return;
         };
-        let arrived = self.snd_una >= p.end
-            || (p.start >= self.snd_una
-                && self.scoreboard.sacked_in(p.start, p.end) >= span(p.end, p.start));
+        // Any of it acknowledged means the frame arrived (the peer may
+        // have trimmed it).
+        let arrived = self.snd_una > p.start
+            || self.scoreboard.sacked_in(p.start, p.end) >= span(p.end, p.start);
         if !arrived {
             return;
         }
@@ -1864,9 +1869,11 @@ impl Connection {
         }
     }
 
-    /// A loss in this recovery that is not the MTU probe's: the reduction
-    /// the probe's loss alone did not make is made now (RFC 6675 §5 step
-    /// 4.2: once per recovery).
+    /// A loss in this recovery that is not the MTU probe's first: the
+    /// reduction the probe's loss alone did not make is made now (RFC 6675
+    /// §5 step 4.2: once per recovery). A hole outside the probe's data,
+    /// or inside the part already sent again (lost once more: that is
+    /// congestion), counts.
     fn loss_beyond_probe(&mut self, now: Instant, seq: SeqNumber) {
         if self
             .cwnd_spared
@@ -1876,6 +1883,21 @@ impl Connection {
             let flight = span(self.snd_max, self.snd_una);
             self.cc.on_congestion_event(now, flight);
         }
+    }
+
+    /// The lost MTU probe's data was sent again up to `to`: what remains
+    /// spared is what lies above.
+    fn probe_resent(&mut self, to: SeqNumber) {
+        if let Some((start, _)) = self.cwnd_spared.as_mut() {
+            *start = (*start).max(to);
+        }
+    }
+
+    /// A retransmission may start at `seq`: at SND.UNA always (a window
+    /// probe at worst), elsewhere only inside the peer's window (as
+    /// Linux's `tcp_retransmit_skb`).
+    fn in_peer_window(&self, seq: SeqNumber) -> bool {
+        seq == self.snd_una || seq < self.snd_una + self.snd_wnd
     }
 
     /// An MTU probe goes out now if the search wants one (RFC 8899 §5.2:
@@ -1906,6 +1928,12 @@ impl Connection {
         if self.unsent() < need || room < need {
             return Ok(false);
         }
+        // The probe must be one frame of `size`: the send ring's bytes from
+        // here must not wrap before that (else it waits a dispatch).
+        let offset = span(self.snd_max, self.snd_una);
+        if self.send_buf.get_allocated(offset, size).len() < size {
+            return Ok(false);
+        }
         let seq = self.snd_max;
         let n = self.emit_segment(now, seq, None, false, size, emit)?;
         if n > 0 {
@@ -1916,6 +1944,7 @@ impl Connection {
         Ok(n > 0)
     }
 
+    /// The sequence number of our FIN, once CLOSE was called.
     fn fin_seq(&self) -> Option<SeqNumber> {
         self.fin_queued.then(|| self.snd_una + self.send_buf.len())
     }
@@ -2100,7 +2129,10 @@ impl Connection {
             self.delayed_ack_at = None;
             self.ack_now = true;
         }
-        if self.rto_at.is_some_and(|t| t <= now) {
+        let probe_first = self
+            .tlp_at
+            .is_some_and(|t| t <= now && self.rto_at.is_none_or(|rto| t <= rto));
+        if self.rto_at.is_some_and(|t| t <= now) && !probe_first {
             self.tlp_at = None;
             self.on_retransmit_timeout(now);
         }
@@ -2291,6 +2323,7 @@ impl Connection {
             if n > 0 {
                 sent_any = true;
                 self.rexmit_log.record(seq, seq + n, self.snd_max, now);
+                self.probe_resent(seq + n);
             }
             self.rexmit_una = false;
         }
@@ -2301,6 +2334,9 @@ impl Connection {
             let Some((hole, end)) = self.next_lost() else {
                 break;
             };
+            if !self.in_peer_window(hole) {
+                break;
+            }
             self.loss_beyond_probe(now, hole);
             if self.pipe() >= self.cc.window() {
                 break;
@@ -2310,6 +2346,7 @@ impl Connection {
                 break;
             }
             self.rexmit_log.record(hole, hole + n, self.snd_max, now);
+            self.probe_resent(hole + n);
             sent_any = true;
         }
         // After a timeout, RFC 6675 §5.1 starts no recovery before the old
@@ -2322,7 +2359,7 @@ impl Connection {
             let Some((hole, end)) = self.next_lost() else {
                 break;
             };
-            if hole >= self.snd_nxt {
+            if hole >= self.snd_nxt || !self.in_peer_window(hole) {
                 break;
             }
             let n = self.emit_data(now, hole, Some(end.min(self.snd_nxt)), &mut emit)?;
@@ -2347,7 +2384,7 @@ impl Connection {
             if n == 0 {
                 break;
             }
-            if resend && self.sack {
+            if resend && self.repairing_after_timeout() {
                 // Logged as recovery's are, so a go-back retransmission
                 // lost again is found (above) and sent once more.
                 self.rexmit_log.record(seq, seq + n, self.snd_max, now);
@@ -2447,7 +2484,11 @@ impl Connection {
             pto += TLP_DELAYED_ACK;
         }
         let pto = pto.max(TLP_MIN).min(self.rtt.rto());
-        self.tlp_at = Some(now + pto);
+        // Never after the RTO: a probe due then goes in its place (Linux's
+        // `tcp_schedule_loss_probe`), so new data sent without ACKs cannot
+        // push it past the timeout.
+        let at = now + pto;
+        self.tlp_at = Some(self.rto_at.map_or(at, |rto| at.min(rto)));
     }
 
     fn arm_persist(&mut self, now: Instant) {

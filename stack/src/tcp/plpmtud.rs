@@ -9,10 +9,11 @@
 //! size whose probe is lost [`MAX_PROBES`] times in a row bounds the search
 //! from above, and the search halves the range each time until the size
 //! that works and the size that fails are within [`SEARCH_DONE`] (or the
-//! full size works). Losing a probe costs its retransmission
-//! only (RFC 8899 §3 item 7: it is not a congestion signal), so, unlike
-//! trying the full size again, probing never stalls the connection. When
-//! the search is done it starts again from the full size every
+//! full size works). Losing a probe costs its retransmission only (RFC
+//! 8899 §3 item 7: it is not a congestion signal), so, unlike trying the
+//! full size again, probing never stalls the connection. An ICMP message
+//! about a probe bounds the search at once. When the search is done, it
+//! forgets what failed and searches again up to the full size every
 //! [`RAISE_INTERVAL`] (RFC 8899 PMTU_RAISE_TIMER), as the path may have
 //! changed.
 //!
@@ -170,6 +171,19 @@ impl PathMtuSearch {
         self.raise_at = Some(now + RAISE_INTERVAL);
     }
 
+    /// An ICMP message quoting the probe at `seq` says the path carries at
+    /// most `size`, more than the size in use (RFC 8899 §4.6.2): sizes
+    /// above it fail. True when it was about the probe.
+    pub fn too_big_above(&mut self, seq: SeqNumber, size: usize) -> bool {
+        let about_probe = self
+            .probe
+            .is_some_and(|p| p.start <= seq && seq < p.end && size < p.size);
+        if about_probe {
+            self.too_big = Some(self.too_big.map_or(size + 1, |t| t.min(size + 1)));
+        }
+        about_probe
+    }
+
     /// The search is between sizes, with no probe out and nothing due
     /// until the raise timer: when that is.
     pub fn raise_at(&self) -> Option<Instant> {
@@ -273,6 +287,21 @@ mod tests {
         assert_eq!(s.size(), 900);
         assert_eq!(s.probe_size(T0), None);
         assert_eq!(s.probe_size(T0 + RAISE_INTERVAL), Some(1174));
+    }
+
+    #[test]
+    fn an_icmp_message_about_a_probe_bounds_the_search() {
+        let mut s = PathMtuSearch::start(1024, 1448);
+        assert_eq!(s.probe_size(T0), Some(1236));
+        s.probe_sent(SeqNumber(5000), SeqNumber(6236), 1236);
+        assert!(!s.too_big_above(SeqNumber(4000), 1100), "not the probe");
+        assert!(!s.too_big_above(SeqNumber(5000), 1300), "it fits");
+        assert!(s.too_big_above(SeqNumber(5000), 1100));
+        // The probe is lost (resent in smaller segments); the next one
+        // stays below 1101.
+        s.probe_lost();
+        assert_eq!(s.size(), 1024);
+        assert_eq!(s.probe_size(T0), Some(1062));
     }
 
     #[test]

@@ -212,8 +212,9 @@ const NONE_SENT: Retransmitted = Retransmitted {
     at: Instant::ZERO,
 };
 
-/// What recovery retransmitted, as sorted disjoint ranges, each with the
-/// highest sequence sent (SND.MAX) and the time when it last went out.
+/// What recovery (or a timeout's go-back) retransmitted, as sorted disjoint
+/// ranges, each with the highest sequence sent (SND.MAX) and the time when
+/// it last went out.
 ///
 /// RFC 6675's pipe counts a retransmitted byte once more while it is in
 /// flight; and a retransmission that is itself lost would hold `pipe` up
@@ -302,7 +303,11 @@ impl RetransmitLog {
             n += 1;
         }
         if n > MAX_BLOCKS {
+            // The closest pair, the newest of equals: the oldest ranges,
+            // nearest SND.UNA and likeliest to be lost again, keep their
+            // own clocks.
             let i = (0..n - 1)
+                .rev()
                 .min_by_key(|&i| out[i + 1].start.distance_from(out[i].end))
                 .unwrap_or(0);
             out[i] = merge(out[i], out[i + 1]);

@@ -1902,13 +1902,50 @@ fn a_loss_beside_a_lost_mtu_probe_still_cuts_cwnd() {
 }
 
 #[test]
+fn an_icmp_message_about_an_mtu_probe_bounds_the_search_rfc8899() {
+    // RFC 8899 §4.6.2: a router that drops the 1210-byte probe and says
+    // its MTU is 1140 (1100 bytes of payload) bounds the search there; the
+    // size in use stays 960, the probe's data is repaired as any lost
+    // probe's, and the next probe is halfway between 960 and 1100.
+    let (mut c, mut now) = established_with_sack();
+    let una = probing_after_icmp(&mut c, &mut now, 960 * 40);
+    let out = drain(&mut c, now);
+    assert_eq!(seg_of(&out[0], A_ADDR, B_ADDR).len, 1210);
+    assert!(c.path_mtu(now, SeqNumber(una), 1140));
+    assert_eq!(c.status().send_mss, 960);
+    let flight = out.len() as u32 - 1;
+    c.process(now, &sack_ack(una, &[(1210, 1210 + 960 * flight)], 65535));
+    drain(&mut c, now);
+    let all = c.snd_max.0;
+    c.process(now, &sack_ack(all, &[], 65535));
+    let next = drain(&mut c, now);
+    let s = seg_of(&next[0], A_ADDR, B_ADDR);
+    assert_eq!((s.seq, s.len), (all, 1030), "the next probe");
+}
+
+#[test]
+fn a_loss_probe_due_with_the_timeout_goes_in_its_place() {
+    // One segment out: PTO = 2·SRTT + the peer's delayed ACK allowance,
+    // later than the RTO (200 ms): the probe is scheduled at the RTO's
+    // time and goes instead of it (Linux's tcp_schedule_loss_probe), so
+    // the window is not collapsed to one segment for a lost tail.
+    let (mut c, now) = established_with_sack();
+    c.send(&[5u8; 1000]).unwrap();
+    assert_eq!(drain(&mut c, now).len(), 1);
+    let due = c.poll_at(now).expect("a timer");
+    let out = drain(&mut c, due);
+    assert_eq!(out.len(), 1, "the probe");
+    assert_eq!((c.rto_count(), c.loss_probes()), (0, 1));
+}
+
+#[test]
 fn a_black_hole_search_finds_the_path_mtu_by_probing_rfc4821() {
     // A path that carries TCP segments of at most 1332 bytes (a 1352-byte
     // IP MTU: 1300 bytes of payload with timestamps) and drops larger ones
     // in silence. Three timeouts find the black hole (RFC 4821 §7.4); the
-    // search then probes up from 1024 to within 8 bytes of 1300 (1236 and
-    // 1289 get through; 1342, 1315 and 1302 are each lost three times),
-    // and the transfer is byte-exact. Also at 1% loss.
+    // search then probes up from 1024 to within 8 bytes of 1300 (1236,
+    // 1289 and 1295 get through; 1342, 1315 and 1302 are each lost three
+    // times), and the transfer is byte-exact. Also at 1% loss.
     let data = pattern(4 << 20, 9);
     for (loss, seed) in [(0.0, 1), (0.01, 2), (0.01, 3)] {
         let faults = Faults {
