@@ -1823,19 +1823,24 @@ fn repeated_timeouts_of_full_segments_fall_back_to_1024_rfc4821() {
 
 /// [`established_with_sack`] after an ICMP message lowered the segment
 /// size to 960 (a 1000-byte MTU) and ten minutes passed with everything
-/// acknowledged: the path MTU search (RFC 8899 §5.1.1) is due, with
-/// `data` queued. Returns SND.UNA.
-fn probing_after_icmp(c: &mut Connection, now: &mut Instant, data: usize) -> u32 {
+/// acknowledged: the path MTU search (RFC 8899 §5.1.1) is due. With
+/// `data` queued, what goes out: SND.UNA before it, and the segments.
+fn probing_after_icmp(data: usize) -> (Connection, Instant, u32, Vec<Seg>) {
+    let (mut c, mut now) = established_with_sack();
     c.send(&[3u8; 1460]).unwrap();
-    drain(c, *now);
-    assert!(c.path_mtu(*now, SeqNumber(ISS + 101), 1000));
+    drain(&mut c, now);
+    assert!(c.path_mtu(now, SeqNumber(ISS + 101), 1000));
     assert_eq!(c.status().send_mss, 960);
-    drain(c, *now);
+    drain(&mut c, now);
     let una = ISS + 101 + 1460;
-    c.process(*now, &sack_ack(una, &[], 65535));
-    *now += Duration::from_secs(600);
+    c.process(now, &sack_ack(una, &[], 65535));
+    now += Duration::from_secs(600);
     c.send(&vec![4u8; data]).unwrap();
-    una
+    let segs = drain(&mut c, now)
+        .iter()
+        .map(|b| seg_of(b, A_ADDR, B_ADDR))
+        .collect();
+    (c, now, una, segs)
 }
 
 #[test]
@@ -1844,11 +1849,8 @@ fn an_acknowledged_mtu_probe_raises_the_segment_size_rfc8899() {
     // a probe halfway to the full size goes among the data (§5.2), with
     // segments of the size in use behind it; its ACK makes its size the
     // segment size (§5.2: the probed size is confirmed).
-    let (mut c, mut now) = established_with_sack();
-    let una = probing_after_icmp(&mut c, &mut now, 960 * 20);
+    let (mut c, now, una, segs) = probing_after_icmp(960 * 20);
     let retransmits = c.status().retransmits;
-    let out = drain(&mut c, now);
-    let segs: Vec<Seg> = out.iter().map(|b| seg_of(b, A_ADDR, B_ADDR)).collect();
     assert_eq!((segs[0].seq, segs[0].len), (una, 1210), "the probe first");
     assert!(segs.len() >= 4, "three segments behind it: {segs:?}");
     assert!(segs[1..].iter().all(|s| s.len == 960), "{segs:?}");
@@ -1864,10 +1866,8 @@ fn a_lost_mtu_probe_is_sent_again_in_smaller_segments_without_a_cwnd_cut() {
     // RFC 8899 §3 item 7: a lost probe is not congestion. The segments
     // behind it are SACKed, so the probe is lost (RFC 6675 IsLost); its
     // data goes again at the size in use, and cwnd stays.
-    let (mut c, mut now) = established_with_sack();
-    let una = probing_after_icmp(&mut c, &mut now, 960 * 20);
-    let out = drain(&mut c, now);
-    let flight = out.len() as u32 - 1;
+    let (mut c, now, una, segs) = probing_after_icmp(960 * 20);
+    let flight = segs.len() as u32 - 1;
     let cwnd = c.status().cwnd;
     c.process(now, &sack_ack(una, &[(1210, 1210 + 960 * flight)], 65535));
     let again: Vec<Seg> = drain(&mut c, now)
@@ -1889,10 +1889,8 @@ fn a_lost_mtu_probe_is_sent_again_in_smaller_segments_without_a_cwnd_cut() {
 fn a_loss_beside_a_lost_mtu_probe_still_cuts_cwnd() {
     // The probe and the segment after it are lost: the second loss is
     // congestion, and the recovery reduces cwnd once (RFC 6675 §5).
-    let (mut c, mut now) = established_with_sack();
-    let una = probing_after_icmp(&mut c, &mut now, 960 * 20);
-    let out = drain(&mut c, now);
-    let flight = out.len() as u32 - 1;
+    let (mut c, now, una, segs) = probing_after_icmp(960 * 20);
+    let flight = segs.len() as u32 - 1;
     let cwnd = c.status().cwnd;
     let sacked = (1210 + 960, 1210 + 960 * flight);
     c.process(now, &sack_ack(una, &[sacked], 65535));
@@ -1907,13 +1905,11 @@ fn an_icmp_message_about_an_mtu_probe_bounds_the_search_rfc8899() {
     // its MTU is 1140 (1100 bytes of payload) bounds the search there; the
     // size in use stays 960, the probe's data is repaired as any lost
     // probe's, and the next probe is halfway between 960 and 1100.
-    let (mut c, mut now) = established_with_sack();
-    let una = probing_after_icmp(&mut c, &mut now, 960 * 40);
-    let out = drain(&mut c, now);
-    assert_eq!(seg_of(&out[0], A_ADDR, B_ADDR).len, 1210);
+    let (mut c, now, una, segs) = probing_after_icmp(960 * 40);
+    assert_eq!(segs[0].len, 1210);
     assert!(c.path_mtu(now, SeqNumber(una), 1140));
     assert_eq!(c.status().send_mss, 960);
-    let flight = out.len() as u32 - 1;
+    let flight = segs.len() as u32 - 1;
     c.process(now, &sack_ack(una, &[(1210, 1210 + 960 * flight)], 65535));
     drain(&mut c, now);
     let all = c.snd_max.0;
