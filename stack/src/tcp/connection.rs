@@ -1643,7 +1643,14 @@ impl Connection {
                     }
                     self.dupacks = 0;
                     let flight = span(self.snd_max, self.snd_una);
-                    if self.cwnd_spared.take().is_none() {
+                    // NewReno deflates the window its duplicate ACKs
+                    // inflated (RFC 6582 §3.2 step 6). SACK recovery never
+                    // inflated it: cwnd stays ssthresh, as RFC 6675 §5 set
+                    // it (Linux's tcp_end_cwnd_reduction). Deflating to
+                    // the flight here would cut again whenever the flight
+                    // happens to be small at the ACK that ends recovery
+                    // (one ACK of a received batch, before the refill).
+                    if self.cwnd_spared.take().is_none() && !self.sack {
                         self.cc.on_recovery_exit(flight);
                     }
                 }

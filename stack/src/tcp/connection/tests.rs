@@ -1001,6 +1001,28 @@ fn a_go_back_retransmission_lost_again_goes_once_more_before_another_timeout() {
 }
 
 #[test]
+fn sack_recovery_ends_with_cwnd_at_ssthresh_whatever_the_flight_rfc6675() {
+    // RFC 6675 §5 sets cwnd = ssthresh when recovery starts and never
+    // inflates it, so there is nothing to deflate when it ends (that is
+    // NewReno's RFC 6582 §3.2 step 6). The ACK that ends this recovery
+    // leaves nothing in flight; cwnd must stay ssthresh, not fall to
+    // FlightSize + SMSS (Linux's tcp_end_cwnd_reduction does the same).
+    let (mut c, now) = established_with_sack();
+    let una = ISS + 101;
+    c.send(&vec![7u8; 1460 * 10]).unwrap();
+    assert_eq!(drain(&mut c, now).len(), 10);
+    // The first is lost; the peer SACKs the other nine.
+    c.process(now, &sack_ack(una, &[(1460, 1460 * 10)], 65535));
+    let again = drain(&mut c, now);
+    assert_eq!(seg_of(&again[0], A_ADDR, B_ADDR).seq, una);
+    let ssthresh = c.status().ssthresh;
+    assert!(c.recovery.is_some() && ssthresh > 2 * 1460);
+    c.process(now, &sack_ack(una + 1460 * 10, &[], 65535));
+    assert!(c.recovery.is_none());
+    assert_eq!(c.status().cwnd, ssthresh);
+}
+
+#[test]
 fn fast_retransmit_still_works_2_gib_after_the_last_recovery() {
     // RFC 6582's "recover" must not turn fast retransmit off once the
     // sequence space has moved on by 2^31 (where a stale mark would compare
