@@ -85,11 +85,6 @@ impl PathMtuSearch {
         }
     }
 
-    /// The size in use.
-    pub fn size(&self) -> usize {
-        self.low
-    }
-
     /// The size on a perfect path, where the search may reach.
     pub fn full(&self) -> usize {
         self.full
@@ -125,6 +120,11 @@ impl PathMtuSearch {
         next
     }
 
+    /// `size` and everything above it is known to fail.
+    fn fails_from(&mut self, size: usize) {
+        self.too_big = Some(self.too_big.map_or(size, |t| t.min(size)));
+    }
+
     /// Halfway from the size in use to `high`, rounded up.
     fn midpoint(&self, high: usize) -> usize {
         self.low + (high - self.low).div_ceil(2)
@@ -153,7 +153,7 @@ impl PathMtuSearch {
             self.lost_in_row += 1;
             if self.lost_in_row >= MAX_PROBES {
                 self.lost_in_row = 0;
-                self.too_big = Some(self.too_big.map_or(p.size, |t| t.min(p.size)));
+                self.fails_from(p.size);
             }
         }
     }
@@ -162,7 +162,7 @@ impl PathMtuSearch {
     /// §4.6.2: a PTB below the size in use lowers it). A probe larger than
     /// that is forgotten: it was lost, and its size is known to fail.
     pub fn cap(&mut self, size: usize, now: Instant) {
-        self.too_big = Some(self.too_big.map_or(size + 1, |t| t.min(size + 1)));
+        self.fails_from(size + 1);
         self.low = self.low.min(size);
         if self.probe.is_some_and(|p| p.size > size) {
             self.probe = None;
@@ -179,15 +179,9 @@ impl PathMtuSearch {
             .probe
             .is_some_and(|p| p.start <= seq && seq < p.end && size < p.size);
         if about_probe {
-            self.too_big = Some(self.too_big.map_or(size + 1, |t| t.min(size + 1)));
+            self.fails_from(size + 1);
         }
         about_probe
-    }
-
-    /// The search is between sizes, with no probe out and nothing due
-    /// until the raise timer: when that is.
-    pub fn raise_at(&self) -> Option<Instant> {
-        self.raise_at
     }
 }
 
@@ -221,7 +215,7 @@ mod tests {
             }
             assert!(probed.len() < 100, "the search ends: {probed:?}");
         }
-        (probed, s.size())
+        (probed, s.low)
     }
 
     #[test]
@@ -266,7 +260,7 @@ mod tests {
             s.probe_lost();
         }
         assert_eq!(s.probe_size(T0), None, "done: 1352 fails");
-        assert_eq!(s.raise_at(), Some(T0 + RAISE_INTERVAL));
+        assert_eq!(s.raise_at, Some(T0 + RAISE_INTERVAL));
         let later = T0 + RAISE_INTERVAL;
         assert_eq!(s.probe_size(later), Some(1352));
     }
@@ -284,7 +278,7 @@ mod tests {
         // new search.
         s.probe_lost();
         s.cap(900, T0);
-        assert_eq!(s.size(), 900);
+        assert_eq!(s.low, 900);
         assert_eq!(s.probe_size(T0), None);
         assert_eq!(s.probe_size(T0 + RAISE_INTERVAL), Some(1174));
     }
@@ -300,7 +294,7 @@ mod tests {
         // The probe is lost (resent in smaller segments); the next one
         // stays below 1101.
         s.probe_lost();
-        assert_eq!(s.size(), 1024);
+        assert_eq!(s.low, 1024);
         assert_eq!(s.probe_size(T0), Some(1062));
     }
 
