@@ -344,6 +344,16 @@ impl Metrics {
                 |c| c.tcp_loss_probes,
             ),
             (
+                "bypass_tcp_dsacks_total",
+                "TCP D-SACKs received (RFC 2883): segments a peer got twice, a retransmission that was not needed.",
+                |c| c.tcp_dsacks,
+            ),
+            (
+                "bypass_tcp_spurious_undos_total",
+                "TCP congestion window reductions undone because D-SACKs showed every retransmission they made was needless (RFC 3708).",
+                |c| c.tcp_spurious_undos,
+            ),
+            (
                 "bypass_tcp_refused_total",
                 "Connection attempts to a port nobody listens on (answered RST).",
                 |c| c.tcp_refused,

@@ -106,6 +106,12 @@ pub struct Counters {
     /// Tail loss probes sent (RFC 8985 §7): a lost tail or a lost ACK
     /// repaired without waiting for the RTO.
     pub tcp_loss_probes: u64,
+    /// D-SACKs received (RFC 2883): segments the peer got twice, a
+    /// retransmission that was not needed (reordering, a delayed ACK).
+    pub tcp_dsacks: u64,
+    /// Congestion responses undone because D-SACKs showed every
+    /// retransmission they made to be needless (RFC 3708).
+    pub tcp_spurious_undos: u64,
     /// Frames handed to the core that owns them (a reply to another core's
     /// active open, or ARP shared with every core).
     pub forwarded_out: u64,
@@ -143,6 +149,8 @@ impl Default for Counters {
             tcp_pmtu_probes_acked: 0,
             tcp_pmtu_probes_lost: 0,
             tcp_loss_probes: 0,
+            tcp_dsacks: 0,
+            tcp_spurious_undos: 0,
             forwarded_out: 0,
             forwarded_in: 0,
             drops: [0; DropReason::COUNT],
@@ -198,6 +206,8 @@ impl Counters {
         self.tcp_pmtu_probes_acked += other.tcp_pmtu_probes_acked;
         self.tcp_pmtu_probes_lost += other.tcp_pmtu_probes_lost;
         self.tcp_loss_probes += other.tcp_loss_probes;
+        self.tcp_dsacks += other.tcp_dsacks;
+        self.tcp_spurious_undos += other.tcp_spurious_undos;
         self.forwarded_out += other.forwarded_out;
         self.forwarded_in += other.forwarded_in;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
@@ -214,7 +224,7 @@ impl fmt::Display for Counters {
             "rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} arp_requests_in={} arp_replies_out={} \
              arp_replies_in={} arp_requests_out={} arp_resolve_failed={} icmp_echo_in={} icmp_echo_out={} \
              tcp_segments_in={} tcp_segments_out={} tcp_resets_out={} tcp_syn_in={} tcp_syncookies_sent={} \
-             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} tcp_retransmits={} tcp_timeouts={} tcp_pmtu_lowered={} tcp_pmtu_black_holes={} tcp_pmtu_probes_acked={} tcp_pmtu_probes_lost={} tcp_loss_probes={} forwarded_out={} forwarded_in={} drops={}",
+             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} tcp_retransmits={} tcp_timeouts={} tcp_pmtu_lowered={} tcp_pmtu_black_holes={} tcp_pmtu_probes_acked={} tcp_pmtu_probes_lost={} tcp_loss_probes={} tcp_dsacks={} tcp_spurious_undos={} forwarded_out={} forwarded_in={} drops={}",
             self.rx_frames,
             self.rx_bytes,
             self.tx_frames,
@@ -241,6 +251,8 @@ impl fmt::Display for Counters {
             self.tcp_pmtu_probes_acked,
             self.tcp_pmtu_probes_lost,
             self.tcp_loss_probes,
+            self.tcp_dsacks,
+            self.tcp_spurious_undos,
             self.forwarded_out,
             self.forwarded_in,
             self.total_drops()

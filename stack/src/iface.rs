@@ -479,6 +479,8 @@ impl Interface {
             self.counters.tcp_pmtu_black_holes = shard.black_holes_total;
             self.counters.tcp_pmtu_probes_acked = shard.mtu_probes_total.0;
             self.counters.tcp_pmtu_probes_lost = shard.mtu_probes_total.1;
+            self.counters.tcp_dsacks = shard.spurious_total.0;
+            self.counters.tcp_spurious_undos = shard.spurious_total.1;
         }
         let mut requests = [Ipv4Addr::UNSPECIFIED; 16];
         let mut n = 0;

@@ -450,6 +450,18 @@ impl Congestion {
         self.bytes_acked = 0;
     }
 
+    /// A reduction proved spurious: every segment it retransmitted had
+    /// arrived already (D-SACK, RFC 3708). cwnd and ssthresh go back to at
+    /// least what they were in `prior` (the state just before it), and
+    /// CUBIC's curve with them, as if the reduction had not happened
+    /// (Linux's `tcp_undo_cwnd_reduction`).
+    pub fn undo(&mut self, prior: &Congestion) {
+        self.cwnd = self.cwnd.max(prior.cwnd);
+        self.ssthresh = self.ssthresh.max(prior.ssthresh);
+        self.cubic = prior.cubic.clone();
+        self.in_loss = false;
+    }
+
     /// The retransmission timer expired.
     ///
     /// ssthresh as for a congestion event — NewReno RFC 5681 §3.1 eq. 4,

@@ -182,6 +182,32 @@ pub struct Status {
     pub window_scale: Option<(u8, u8)>,
 }
 
+/// Largest RACK reordering window, in quarters of the minimum RTT: the
+/// window is capped by SRTT anyway (RFC 8985 §6.2 step 4).
+const REO_WND_MULT_MAX: u32 = 64;
+/// Recoveries without a DSACK before the reordering window shrinks back
+/// (RFC 8985 §6.2 step 4: 16).
+const REO_WND_PERSIST: u32 = 16;
+
+/// A congestion response (fast recovery's cut, or a timeout's) kept with
+/// what it replaced, until D-SACKs show whether it was needed (RFC 3708,
+/// RFC 2883 §5; Linux's `undo_marker` and `undo_retrans`).
+#[derive(Debug, Clone)]
+struct Undo {
+    /// Congestion control as it was before the response.
+    prior: Congestion,
+    /// SND.UNA when the response began; D-SACKs below it are older news.
+    marker: SeqNumber,
+    /// Segments retransmitted since then that no D-SACK has yet reported
+    /// as received twice.
+    retrans: u32,
+    /// Whether the response retransmitted anything at all.
+    any: bool,
+    /// End of the highest retransmission: a D-SACK above it reports a
+    /// segment the network duplicated, not one we sent twice.
+    high: SeqNumber,
+}
+
 /// The MSS assumed when the peer sends none (RFC 9293 §3.7.1).
 const DEFAULT_MSS: usize = 536;
 /// PAWS: a TS.Recent older than this is no longer trusted (RFC 7323 §5.5).
@@ -365,6 +391,20 @@ pub struct Connection {
     rack_edge: Option<SeqNumber>,
     /// RACK's reordering timer: when `rack_edge` may move without an ACK.
     rack_at: Option<Instant>,
+    /// RACK's reordering window in quarters of the minimum RTT (RFC 8985
+    /// §6.2 step 4): grows by one per round trip that brings a DSACK,
+    /// back to 1 after `reo_wnd_persist` recoveries without one.
+    reo_wnd_mult: u32,
+    reo_wnd_persist: u32,
+    /// SND.MAX when `reo_wnd_mult` last grew: once per round trip.
+    dsack_round: Option<SeqNumber>,
+    /// The last congestion response, to be undone if every retransmission
+    /// it made proves needless (see [`Undo`]).
+    undo: Option<Undo>,
+    /// DSACKs received and responses undone since the shard last took them.
+    spurious: (u32, u32),
+    /// A duplicate received, reported first in our next ACK (RFC 2883 §4).
+    dsack_out: Option<(SeqNumber, SeqNumber)>,
     /// The segment at SND.UNA is to be retransmitted now (entering
     /// recovery; NewReno's partial ACKs).
     rexmit_una: bool,
@@ -496,6 +536,12 @@ impl Connection {
             rexmit_log: RetransmitLog::new(),
             rack_edge: None,
             rack_at: None,
+            reo_wnd_mult: 1,
+            reo_wnd_persist: 0,
+            dsack_round: None,
+            undo: None,
+            spurious: (0, 0),
+            dsack_out: None,
             rexmit_una: false,
             recover_mark: None,
             tlp_at: None,
@@ -1269,6 +1315,11 @@ impl Connection {
                 self.ack_now = true;
             } else {
                 self.rejected = Some(DropReason::TcpOutOfWindow);
+                let end = seg.seq_number + seg.payload.len();
+                if self.sack && !seg.payload.is_empty() && end <= self.rcv_nxt {
+                    // Data we had already: the ACK says so (RFC 2883 §4).
+                    self.dsack_out = Some((seg.seq_number, end));
+                }
                 if seg.control != TcpControl::Rst {
                     // RFC 9293: send an ACK (and drop); in TIME-WAIT the same,
                     // and a retransmitted FIN restarts the 2 MSL timer.
@@ -1590,6 +1641,15 @@ impl Connection {
     fn process_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber) {
         let fin_seq = self.fin_seq();
         let (una_before, sacked_before) = (self.snd_una, self.scoreboard.sacked_bytes());
+        let dsack = if self.sack {
+            Self::dsack_block(seg, ack)
+        } else {
+            None
+        };
+        if let Some((left, right)) = dsack {
+            self.on_dsack(left, right);
+            self.try_undo();
+        }
         // SACK blocks update the scoreboard first (RFC 6675 §4).
         if self.sack {
             for &(left, right) in seg.sack_ranges.iter().flatten() {
@@ -1757,12 +1817,75 @@ impl Connection {
         }
     }
 
-    /// RACK's reordering window (RFC 8985 §6.2 step 4): a quarter of the
-    /// path's minimum RTT, never more than SRTT. `None` before an RTT
-    /// sample.
+    /// RACK's reordering window (RFC 8985 §6.2 step 4): `reo_wnd_mult`
+    /// quarters of the path's minimum RTT, never more than SRTT. `None`
+    /// before an RTT sample.
     fn reo_wnd(&self) -> Option<std::time::Duration> {
         let srtt = self.rtt.srtt()?;
-        Some((self.rtt.min_rtt().unwrap_or(srtt) / 4).min(srtt))
+        Some(((self.rtt.min_rtt().unwrap_or(srtt) / 4) * self.reo_wnd_mult).min(srtt))
+    }
+
+    /// The ACK's first SACK block, if it is a D-SACK (RFC 2883 §4): it lies
+    /// below the cumulative ACK, or inside the second block. It reports
+    /// data that arrived twice, not new data.
+    fn dsack_block(seg: &TcpRepr, ack: SeqNumber) -> Option<(SeqNumber, SeqNumber)> {
+        let (l, r) = seg.sack_ranges[0].map(|(l, r)| (SeqNumber(l), SeqNumber(r)))?;
+        if l >= r {
+            return None;
+        }
+        let inside_second =
+            seg.sack_ranges[1].is_some_and(|(l2, r2)| SeqNumber(l2) <= l && r <= SeqNumber(r2));
+        (l < ack || inside_second).then_some((l, r))
+    }
+
+    /// A D-SACK for `left..right` (RFC 2883 §5): the segments it covers
+    /// were received twice, so a retransmission of them was not needed.
+    /// Widens RACK's reordering window once per round trip (RFC 8985 §6.2
+    /// step 4) and counts towards undoing the response that sent them.
+    fn on_dsack(&mut self, left: SeqNumber, right: SeqNumber) {
+        self.spurious.0 += 1;
+        if self.dsack_round.is_none_or(|round| self.snd_una >= round) {
+            self.dsack_round = Some(self.snd_max);
+            self.reo_wnd_mult = (self.reo_wnd_mult + 1).min(REO_WND_MULT_MAX);
+            self.reo_wnd_persist = REO_WND_PERSIST;
+        }
+        if let Some(undo) = self
+            .undo
+            .as_mut()
+            .filter(|u| left >= u.marker && right <= u.high)
+        {
+            let segments = span(right, left).div_ceil(self.send_mss.max(1)).max(1);
+            undo.retrans = undo.retrans.saturating_sub(segments as u32);
+        }
+    }
+
+    /// Undoes the last congestion response once a D-SACK has shown every
+    /// retransmission it made to be a duplicate: the loss was reordering
+    /// or a delay, not congestion (RFC 3708 §3 detection; the response is
+    /// Linux's `tcp_try_undo_dsack`: cwnd and ssthresh back to at least
+    /// what they were). Recovery itself goes on until its end, so a hole
+    /// that is still there gets repaired.
+    fn try_undo(&mut self) {
+        if let Some(undo) = self.undo.take_if(|u| u.any && u.retrans == 0) {
+            self.cc.undo(&undo.prior);
+            self.spurious.1 += 1;
+        }
+    }
+
+    /// Starts the record of a congestion response about to be made.
+    fn start_undo(&mut self) {
+        self.undo = Some(Undo {
+            prior: self.cc.clone(),
+            marker: self.snd_una,
+            retrans: 0,
+            any: false,
+            high: self.snd_una,
+        });
+    }
+
+    /// DSACKs received and congestion responses undone since the last call.
+    pub fn take_spurious(&mut self) -> (u32, u32) {
+        std::mem::take(&mut self.spurious)
     }
 
     /// RACK's loss detection for holes (RFC 8985 §6.2), run on every ACK and
@@ -1821,7 +1944,14 @@ impl Connection {
         self.recovery = Some(self.snd_max);
         self.cwnd_spared = self.mtu_probe_alone_lost();
         if self.cwnd_spared.is_none() {
+            self.start_undo();
             self.cc.on_congestion_event(now, flight);
+        }
+        if self.reo_wnd_persist > 0 {
+            self.reo_wnd_persist -= 1;
+            if self.reo_wnd_persist == 0 {
+                self.reo_wnd_mult = 1;
+            }
         }
         self.rexmit_log.clear();
         self.rexmit_una = true;
@@ -1987,6 +2117,10 @@ impl Connection {
         // trimmed").
         if seq < self.rcv_nxt {
             let skip = span(self.rcv_nxt, seq).min(payload.len());
+            if self.sack && skip > 0 {
+                // Its front arrived twice (RFC 2883 §4).
+                self.dsack_out = Some((seq, seq + skip));
+            }
             payload = &payload[skip..];
             seq += skip;
         }
@@ -2222,6 +2356,12 @@ impl Connection {
                 let flight = span(self.snd_max, self.snd_una);
                 self.suspect_black_hole(flight);
                 self.cwnd_spared = None;
+                // A timeout during recovery, or a second in a row, extends
+                // the response under way: undoing it means going back to
+                // before the first.
+                if self.recovery.is_none() && self.timeouts == 1 {
+                    self.start_undo();
+                }
                 self.cc.on_retransmit_timeout(now, flight);
                 self.recovery = None;
                 self.rexmit_log.clear();
@@ -2732,6 +2872,11 @@ impl Connection {
         let end = seq + len;
         if retransmission || end <= self.snd_max {
             self.retransmits += 1;
+            if let Some(undo) = self.undo.as_mut().filter(|u| seq >= u.marker) {
+                undo.retrans += 1;
+                undo.any = true;
+                undo.high = undo.high.max(end);
+            }
             if self.rtt_probe.is_some_and(|(s, _)| s >= seq && s < end) {
                 self.rtt_probe = None;
             }
@@ -2763,6 +2908,7 @@ impl Connection {
 
     fn ack_sent(&mut self) {
         self.ack_now = false;
+        self.dsack_out = None;
         self.delayed_ack_at = None;
         self.segments_unacked = 0;
         self.last_ack_sent = self.rcv_nxt;
@@ -2795,13 +2941,18 @@ impl Connection {
     /// where SND.NXT is the highest sent (`snd_max`).
     fn ack_repr(&self, now: Instant) -> TcpRepr<'static> {
         let mut sack_ranges = [None; 3];
+        let mut n = 0;
+        // A D-SACK goes first (RFC 2883 §4), then the SACK blocks.
+        if let Some((left, right)) = self.dsack_out {
+            sack_ranges[0] = Some((left.0, right.0));
+            n = 1;
+        }
         if self.sack && !self.assembler.is_empty() {
             let to_seq = |(a, b): (usize, usize)| ((self.rcv_nxt + a).0, (self.rcv_nxt + b).0);
             let first = self.assembler.last_added();
-            let mut n = 0;
             if let Some(r) = first {
-                sack_ranges[0] = Some(to_seq(r));
-                n = 1;
+                sack_ranges[n] = Some(to_seq(r));
+                n += 1;
             }
             for r in self.assembler.ranges() {
                 if n == sack_ranges.len() {

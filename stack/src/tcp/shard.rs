@@ -223,6 +223,9 @@ pub struct Shard {
     /// Path MTU probes of every connection (RFC 8899): (acknowledged,
     /// lost).
     pub mtu_probes_total: (u64, u64),
+    /// D-SACKs received by every connection (RFC 2883) and congestion
+    /// responses they undid (RFC 3708).
+    pub spurious_total: (u64, u64),
     challenge_budget: ChallengeBudget,
 }
 
@@ -252,6 +255,8 @@ pub fn ephemeral_owner(port: u16, cores: usize) -> Option<usize> {
 
 /// Running (acknowledged, lost) MTU probe totals plus a connection's
 /// latest.
+/// Adds a connection's pair of counts (taken since the last call) to the
+/// shard's totals.
 fn add_probes(total: (u64, u64), new: (u32, u32)) -> (u64, u64) {
     (total.0 + u64::from(new.0), total.1 + u64::from(new.1))
 }
@@ -300,6 +305,7 @@ impl Shard {
             loss_probes_total: 0,
             black_holes_total: 0,
             mtu_probes_total: (0, 0),
+            spurious_total: (0, 0),
             challenge_budget: ChallengeBudget::default(),
         }
     }
@@ -542,6 +548,7 @@ impl Shard {
             let before = conn.state();
             let reply = conn.process(now, &seg);
             self.mtu_probes_total = add_probes(self.mtu_probes_total, conn.take_mtu_probes());
+            self.spurious_total = add_probes(self.spurious_total, conn.take_spurious());
             let mut rejection = conn.take_rejection();
             if rejection == Some(DropReason::TcpChallengeAck) {
                 let (isn, local) = (&self.isn, self.local_addr);

@@ -1023,6 +1023,125 @@ fn sack_recovery_ends_with_cwnd_at_ssthresh_whatever_the_flight_rfc6675() {
 }
 
 #[test]
+fn a_segment_received_twice_is_reported_first_as_a_dsack_rfc2883() {
+    // RFC 2883 §4: when duplicate data arrives, the first SACK block of the
+    // ACK reports it (a D-SACK), ahead of the usual blocks; the next ACK
+    // carries it no more.
+    let (mut c, now) = established_with_sack();
+    drain(&mut c, now);
+    let base = PEER_ISS + 1;
+    fn data(seq: u32, bytes: &[u8]) -> TcpRepr<'_> {
+        peer_seg(TcpControl::None, seq, Some(ISS + 101), 65535, bytes)
+    }
+    c.process(now, &data(base, &[b'a'; 100]));
+    drain(&mut c, now);
+    // The same segment again: wholly old.
+    c.process(now, &data(base, &[b'a'; 100]));
+    let ack = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
+    assert_eq!(
+        (ack.ack, ack.sack.clone()),
+        (Some(base + 100), vec![(base, base + 100)])
+    );
+    // Out-of-order data held, then a segment whose front is old: the
+    // D-SACK (its old part) first, then the held block.
+    c.process(now, &data(base + 300, &[b'd'; 100]));
+    drain(&mut c, now);
+    c.process(now, &data(base + 50, &[b'b'; 150]));
+    let ack = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
+    assert_eq!(ack.ack, Some(base + 200));
+    assert_eq!(
+        ack.sack,
+        vec![(base + 50, base + 100), (base + 300, base + 400)]
+    );
+    // Reported once.
+    c.process(now, &data(base + 200, &[b'c'; 100]));
+    let ack = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
+    assert_eq!((ack.ack, ack.sack), (Some(base + 400), vec![]));
+}
+
+/// Ten segments out and a recovery for the first, which the peer SACKs
+/// the other nine around: returns cwnd and ssthresh from before it.
+fn recovery_for_the_first_of_ten(c: &mut Connection, now: Instant) -> (usize, usize) {
+    let una = ISS + 101;
+    c.send(&vec![7u8; 1460 * 10]).unwrap();
+    assert_eq!(drain(c, now).len(), 10);
+    let before = (c.status().cwnd, c.status().ssthresh);
+    c.process(now, &sack_ack(una, &[(1460, 1460 * 10)], 65535));
+    let again = drain(c, now);
+    assert_eq!(seg_of(&again[0], A_ADDR, B_ADDR).seq, una, "retransmitted");
+    assert!(c.status().cwnd < before.0, "cwnd cut");
+    before
+}
+
+#[test]
+fn a_recovery_every_retransmission_of_which_arrived_twice_is_undone_rfc3708() {
+    // The first segment was only late (reordered): the original and the
+    // retransmission both arrive, and the peer's ACK D-SACKs the second
+    // copy (RFC 2883 §5). The cut was for nothing: cwnd and ssthresh go
+    // back (RFC 3708; Linux's tcp_try_undo_dsack), and RACK's reordering
+    // window widens by a quarter of the minimum RTT (RFC 8985 §6.2 step 4).
+    let (mut c, now) = established_with_sack();
+    let una = ISS + 101;
+    let reo = c.reo_wnd().unwrap();
+    let (cwnd, ssthresh) = recovery_for_the_first_of_ten(&mut c, now);
+    let mut ack = sack_ack(una + 1460 * 10, &[], 65535);
+    ack.sack_ranges[0] = Some((una, una + 1460));
+    c.process(now, &ack);
+    assert_eq!((c.status().cwnd, c.status().ssthresh), (cwnd, ssthresh));
+    assert_eq!(c.take_spurious(), (1, 1), "one D-SACK, one undo");
+    assert_eq!(c.reo_wnd(), Some(reo * 2));
+}
+
+#[test]
+fn a_recovery_with_a_retransmission_not_reported_twice_stands() {
+    // Two segments lost and retransmitted; a D-SACK for one of them only:
+    // the other was a real loss, so the cut stays.
+    let (mut c, now) = established_with_sack();
+    let una = ISS + 101;
+    c.send(&vec![7u8; 1460 * 10]).unwrap();
+    assert_eq!(drain(&mut c, now).len(), 10);
+    c.process(now, &sack_ack(una, &[(2920, 1460 * 10)], 65535));
+    let again: Vec<u32> = drain(&mut c, now)
+        .iter()
+        .map(|b| seg_of(b, A_ADDR, B_ADDR).seq)
+        .collect();
+    assert_eq!(again[..2], [una, una + 1460], "both sent again");
+    let cut = (c.status().cwnd, c.status().ssthresh);
+    let mut ack = sack_ack(una + 1460 * 10, &[], 65535);
+    ack.sack_ranges[0] = Some((una, una + 1460));
+    c.process(now, &ack);
+    assert_eq!(c.take_spurious(), (1, 0));
+    assert_eq!(
+        (c.status().cwnd, c.status().ssthresh).1,
+        cut.1,
+        "ssthresh stays"
+    );
+}
+
+#[test]
+fn a_dsack_inside_the_second_block_counts_and_one_for_old_data_does_not_undo() {
+    // RFC 2883 §4: a first block inside the second is a D-SACK too. One
+    // below the start of the recovery (older news), or above what it
+    // retransmitted (a copy the network made), undoes nothing.
+    let (mut c, now) = established_with_sack();
+    let una = ISS + 101;
+    let (cwnd, _) = recovery_for_the_first_of_ten(&mut c, now);
+    let mut old = sack_ack(una, &[(1460, 1460 * 10)], 65535);
+    old.sack_ranges = [Some((una - 50, una)), Some((una + 1460, una + 14600)), None];
+    c.process(now, &old);
+    assert_eq!(c.take_spurious(), (1, 0), "counted, nothing undone");
+    let mut inside = sack_ack(una, &[], 65535);
+    inside.sack_ranges = [
+        Some((una + 2920, una + 4380)),
+        Some((una + 1460, una + 14600)),
+        None,
+    ];
+    c.process(now, &inside);
+    assert_eq!(c.take_spurious(), (1, 0));
+    assert!(c.status().cwnd < cwnd);
+}
+
+#[test]
 fn fast_retransmit_still_works_2_gib_after_the_last_recovery() {
     // RFC 6582's "recover" must not turn fast retransmit off once the
     // sequence space has moved on by 2^31 (where a stale mark would compare
@@ -1453,6 +1572,38 @@ fn sack_recovery_repairs_bursts_of_ten_without_timeouts() {
     assert!(
         rexmits < dropped * 2,
         "{rexmits} retransmits for {dropped} drops"
+    );
+}
+
+#[test]
+fn reordering_without_loss_is_learnt_from_dsacks_and_its_cuts_undone() {
+    // A link that only reorders (1% of frames held back 3 ms on a 5 ms
+    // path) and loses nothing: every fast retransmission it provokes is
+    // needless. The receiver D-SACKs the second copies (RFC 2883), the
+    // sender undoes those cuts (RFC 3708) and widens RACK's reordering
+    // window (RFC 8985 §6.2), so most reorderings stop costing anything.
+    let faults = Faults {
+        reorder: 0.01,
+        delay: Duration::from_millis(5),
+        reorder_delay: Duration::from_millis(3),
+        ..lossy(0.0)
+    };
+    let faults = Faults {
+        duplicate: 0.0,
+        corrupt: 0.0,
+        jitter: Duration::ZERO,
+        ..faults
+    };
+    let data = pattern(4 << 20, 9);
+    let (mut a, b, _) = transfer(&data, b"", faults, 11);
+    assert!(b.got == data, "byte-exact");
+    let (dsacks, undos) = a.conn.take_spurious();
+    let retransmits = a.conn.retransmits();
+    assert!(dsacks > 0 && undos > 0, "{dsacks} D-SACKs, {undos} undos");
+    assert_eq!(a.data_rtos(), 0);
+    assert!(
+        u64::from(undos) * 2 >= retransmits,
+        "most cuts undone: {undos} undos for {retransmits} retransmissions"
     );
 }
 
