@@ -453,12 +453,15 @@ impl Congestion {
     /// A reduction proved spurious: every segment it retransmitted had
     /// arrived already (D-SACK, RFC 3708). cwnd and ssthresh go back to at
     /// least what they were in `prior` (the state just before it), and
-    /// CUBIC's curve with them, as if the reduction had not happened
-    /// (Linux's `tcp_undo_cwnd_reduction`).
+    /// CUBIC's W_max with them (Linux's `tcp_undo_cwnd_reduction`).
     pub fn undo(&mut self, prior: &Congestion) {
         self.cwnd = self.cwnd.max(prior.cwnd);
         self.ssthresh = self.ssthresh.max(prior.ssthresh);
+        // W_max as before the reduction; the next congestion avoidance
+        // stage starts a new epoch from the window restored.
         self.cubic = prior.cubic.clone();
+        self.cubic.epoch_start = None;
+        self.cubic.carry = 0.0;
         self.in_loss = false;
     }
 

@@ -1316,7 +1316,11 @@ impl Connection {
             } else {
                 self.rejected = Some(DropReason::TcpOutOfWindow);
                 let end = seg.seq_number + seg.payload.len();
-                if self.sack && !seg.payload.is_empty() && end <= self.rcv_nxt {
+                if self.sack
+                    && seg.control != TcpControl::Rst
+                    && !seg.payload.is_empty()
+                    && end <= self.rcv_nxt
+                {
                     // Data we had already: the ACK says so (RFC 2883 §4).
                     self.dsack_out = Some((seg.seq_number, end));
                 }
@@ -1641,6 +1645,19 @@ impl Connection {
     fn process_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber) {
         let fin_seq = self.fin_seq();
         let (una_before, sacked_before) = (self.snd_una, self.scoreboard.sacked_bytes());
+        // RFC 8985 §6.2 step 4: the D-SACK round ends once SND.UNA reaches
+        // it. An undo record that fell 2^30 behind is stale (and its
+        // sequence numbers would soon compare the wrong way).
+        if self.dsack_round.is_some_and(|round| self.snd_una >= round) {
+            self.dsack_round = None;
+        }
+        if self
+            .undo
+            .as_ref()
+            .is_some_and(|u| span(self.snd_una, u.marker) > 1 << 30)
+        {
+            self.undo = None;
+        }
         let dsack = if self.sack {
             Self::dsack_block(seg, ack)
         } else {
@@ -1694,6 +1711,14 @@ impl Connection {
                 Some(recover) if ack >= recover => {
                     // Full acknowledgement: recovery ends (RFC 6582 §3.2 step 3).
                     self.recovery = None;
+                    // RFC 8985 §6.2 step 4: after 16 recoveries without a
+                    // D-SACK the reordering window shrinks back.
+                    if self.reo_wnd_persist > 0 {
+                        self.reo_wnd_persist -= 1;
+                        if self.reo_wnd_persist == 0 {
+                            self.reo_wnd_mult = 1;
+                        }
+                    }
                     self.rexmit_log.clear();
                     if self.sack {
                         // RFC 6675 §5: the next loss may start recovery at
@@ -1844,7 +1869,7 @@ impl Connection {
     /// step 4) and counts towards undoing the response that sent them.
     fn on_dsack(&mut self, left: SeqNumber, right: SeqNumber) {
         self.spurious.0 += 1;
-        if self.dsack_round.is_none_or(|round| self.snd_una >= round) {
+        if self.dsack_round.is_none() {
             self.dsack_round = Some(self.snd_max);
             self.reo_wnd_mult = (self.reo_wnd_mult + 1).min(REO_WND_MULT_MAX);
             self.reo_wnd_persist = REO_WND_PERSIST;
@@ -1863,23 +1888,39 @@ impl Connection {
     /// retransmission it made to be a duplicate: the loss was reordering
     /// or a delay, not congestion (RFC 3708 §3 detection; the response is
     /// Linux's `tcp_try_undo_dsack`: cwnd and ssthresh back to at least
-    /// what they were). Recovery itself goes on until its end, so a hole
-    /// that is still there gets repaired.
+    /// what they were). The recovery or the timeout's go-back ends with it
+    /// (every hole it repaired had arrived already): sending resumes at
+    /// SND.MAX (RFC 4015 §2), and a hole found lost after this starts a
+    /// new recovery, with its own cut, on this very ACK.
     fn try_undo(&mut self) {
         if let Some(undo) = self.undo.take_if(|u| u.any && u.retrans == 0) {
             self.cc.undo(&undo.prior);
             self.spurious.1 += 1;
+            self.recovery = None;
+            self.recover_mark = None;
+            self.rexmit_log.clear();
+            self.rexmit_una = false;
+            self.cwnd_spared = None;
+            self.snd_nxt = self.snd_max;
         }
     }
 
     /// Starts the record of a congestion response about to be made.
     fn start_undo(&mut self) {
+        // A loss probe still out is a retransmission of this episode too
+        // (Linux seeds undo_retrans with retrans_out): its D-SACK must not
+        // cancel one for a segment that was really lost.
+        let probe = u32::from(self.tlp_outstanding);
         self.undo = Some(Undo {
             prior: self.cc.clone(),
             marker: self.snd_una,
-            retrans: 0,
+            retrans: probe,
             any: false,
-            high: self.snd_una,
+            high: if probe > 0 {
+                self.snd_max
+            } else {
+                self.snd_una
+            },
         });
     }
 
@@ -1947,12 +1988,7 @@ impl Connection {
             self.start_undo();
             self.cc.on_congestion_event(now, flight);
         }
-        if self.reo_wnd_persist > 0 {
-            self.reo_wnd_persist -= 1;
-            if self.reo_wnd_persist == 0 {
-                self.reo_wnd_mult = 1;
-            }
-        }
+
         self.rexmit_log.clear();
         self.rexmit_una = true;
         self.rtt_probe = None;
@@ -2018,6 +2054,7 @@ impl Connection {
         {
             self.cwnd_spared = None;
             let flight = span(self.snd_max, self.snd_una);
+            self.start_undo();
             self.cc.on_congestion_event(now, flight);
         }
     }

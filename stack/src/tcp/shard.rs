@@ -253,10 +253,8 @@ pub fn ephemeral_owner(port: u16, cores: usize) -> Option<usize> {
     (cores > 1 && EPHEMERAL.contains(&port)).then(|| usize::from(port) % cores)
 }
 
-/// Running (acknowledged, lost) MTU probe totals plus a connection's
-/// latest.
-/// Adds a connection's pair of counts (taken since the last call) to the
-/// shard's totals.
+/// Running totals of a pair of counts (MTU probes acknowledged and lost,
+/// D-SACKs and undos) plus a connection's latest.
 fn add_probes(total: (u64, u64), new: (u32, u32)) -> (u64, u64) {
     (total.0 + u64::from(new.0), total.1 + u64::from(new.1))
 }

@@ -1087,7 +1087,11 @@ fn a_recovery_every_retransmission_of_which_arrived_twice_is_undone_rfc3708() {
     let mut ack = sack_ack(una + 1460 * 10, &[], 65535);
     ack.sack_ranges[0] = Some((una, una + 1460));
     c.process(now, &ack);
-    assert_eq!((c.status().cwnd, c.status().ssthresh), (cwnd, ssthresh));
+    // Undone first; then the ACK's ten segments grow the window restored
+    // as any ACK does (slow start: by at most 2 SMSS, RFC 3465).
+    assert_eq!(c.status().ssthresh, ssthresh);
+    assert_eq!(c.status().cwnd, cwnd + 2 * 1460);
+    assert!(c.recovery.is_none());
     assert_eq!(c.take_spurious(), (1, 1), "one D-SACK, one undo");
     assert_eq!(c.reo_wnd(), Some(reo * 2));
 }
