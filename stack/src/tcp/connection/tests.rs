@@ -1009,12 +1009,8 @@ fn sack_recovery_ends_with_cwnd_at_ssthresh_whatever_the_flight_rfc6675() {
     // FlightSize + SMSS (Linux's tcp_end_cwnd_reduction does the same).
     let (mut c, now) = established_with_sack();
     let una = ISS + 101;
-    c.send(&vec![7u8; 1460 * 10]).unwrap();
-    assert_eq!(drain(&mut c, now).len(), 10);
     // The first is lost; the peer SACKs the other nine.
-    c.process(now, &sack_ack(una, &[(1460, 1460 * 10)], 65535));
-    let again = drain(&mut c, now);
-    assert_eq!(seg_of(&again[0], A_ADDR, B_ADDR).seq, una);
+    recovery_for_the_first_of_ten(&mut c, now);
     let ssthresh = c.status().ssthresh;
     assert!(c.recovery.is_some() && ssthresh > 2 * 1460);
     c.process(now, &sack_ack(una + 1460 * 10, &[], 65535));
