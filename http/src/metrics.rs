@@ -354,6 +354,11 @@ impl Metrics {
                 |c| c.tcp_spurious_undos,
             ),
             (
+                "bypass_tcp_loss_probe_recoveries_total",
+                "TCP losses a tail loss probe repaired; each cut the congestion window as any loss does (RFC 8985 §7.4).",
+                |c| c.tcp_loss_probe_recoveries,
+            ),
+            (
                 "bypass_tcp_refused_total",
                 "Connection attempts to a port nobody listens on (answered RST).",
                 |c| c.tcp_refused,

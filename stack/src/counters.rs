@@ -112,6 +112,9 @@ pub struct Counters {
     /// Congestion responses undone because D-SACKs showed every
     /// retransmission they made to be needless (RFC 3708).
     pub tcp_spurious_undos: u64,
+    /// Losses a tail loss probe repaired: the original was lost, so cwnd
+    /// was cut as for any loss (RFC 8985 §7.4.2).
+    pub tcp_loss_probe_recoveries: u64,
     /// Frames handed to the core that owns them (a reply to another core's
     /// active open, or ARP shared with every core).
     pub forwarded_out: u64,
@@ -151,6 +154,7 @@ impl Default for Counters {
             tcp_loss_probes: 0,
             tcp_dsacks: 0,
             tcp_spurious_undos: 0,
+            tcp_loss_probe_recoveries: 0,
             forwarded_out: 0,
             forwarded_in: 0,
             drops: [0; DropReason::COUNT],
@@ -208,6 +212,7 @@ impl Counters {
         self.tcp_loss_probes += other.tcp_loss_probes;
         self.tcp_dsacks += other.tcp_dsacks;
         self.tcp_spurious_undos += other.tcp_spurious_undos;
+        self.tcp_loss_probe_recoveries += other.tcp_loss_probe_recoveries;
         self.forwarded_out += other.forwarded_out;
         self.forwarded_in += other.forwarded_in;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
@@ -224,7 +229,7 @@ impl fmt::Display for Counters {
             "rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} arp_requests_in={} arp_replies_out={} \
              arp_replies_in={} arp_requests_out={} arp_resolve_failed={} icmp_echo_in={} icmp_echo_out={} \
              tcp_segments_in={} tcp_segments_out={} tcp_resets_out={} tcp_syn_in={} tcp_syncookies_sent={} \
-             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} tcp_retransmits={} tcp_timeouts={} tcp_pmtu_lowered={} tcp_pmtu_black_holes={} tcp_pmtu_probes_acked={} tcp_pmtu_probes_lost={} tcp_loss_probes={} tcp_dsacks={} tcp_spurious_undos={} forwarded_out={} forwarded_in={} drops={}",
+             tcp_syncookies_ok={} tcp_syncookies_failed={} tcp_refused={} tcp_retransmits={} tcp_timeouts={} tcp_pmtu_lowered={} tcp_pmtu_black_holes={} tcp_pmtu_probes_acked={} tcp_pmtu_probes_lost={} tcp_loss_probes={} tcp_dsacks={} tcp_spurious_undos={} tcp_loss_probe_recoveries={} forwarded_out={} forwarded_in={} drops={}",
             self.rx_frames,
             self.rx_bytes,
             self.tx_frames,
@@ -253,6 +258,7 @@ impl fmt::Display for Counters {
             self.tcp_loss_probes,
             self.tcp_dsacks,
             self.tcp_spurious_undos,
+            self.tcp_loss_probe_recoveries,
             self.forwarded_out,
             self.forwarded_in,
             self.total_drops()

@@ -481,6 +481,7 @@ impl Interface {
             self.counters.tcp_pmtu_probes_lost = shard.mtu_probes_total.1;
             self.counters.tcp_dsacks = shard.spurious_total.0;
             self.counters.tcp_spurious_undos = shard.spurious_total.1;
+            self.counters.tcp_loss_probe_recoveries = shard.tlp_recoveries_total;
         }
         let mut requests = [Ipv4Addr::UNSPECIFIED; 16];
         let mut n = 0;

@@ -424,6 +424,15 @@ pub struct Connection {
     tlp_outstanding: bool,
     /// Loss probes sent so far.
     loss_probes: u64,
+    /// Losses a loss probe repaired (each cut cwnd, RFC 8985 §7.4.2)
+    /// since the shard last took them.
+    tlp_recoveries: u32,
+    /// The probe's episode (RFC 8985 §7.4): the range a probe sent again
+    /// (`None` for a probe of new data, which normal loss detection
+    /// covers) and SND.MAX after it. Once the peer acknowledges past it
+    /// without a D-SACK for the probe, the probe repaired a real loss, and
+    /// cwnd is cut as for any other.
+    tlp_episode: Option<(Option<(SeqNumber, SeqNumber)>, SeqNumber)>,
     /// The search for a larger segment size after a black hole or an ICMP
     /// message lowered it (RFC 8899, RFC 4821); boxed, as few connections
     /// ever need one.
@@ -547,6 +556,8 @@ impl Connection {
             tlp_at: None,
             tlp_due: false,
             tlp_outstanding: false,
+            tlp_episode: None,
+            tlp_recoveries: 0,
             loss_probes: 0,
             mtu_search: None,
             cwnd_spared: None,
@@ -843,6 +854,11 @@ impl Connection {
     /// Tail loss probes sent so far (RFC 8985 §7).
     pub fn loss_probes(&self) -> u64 {
         self.loss_probes
+    }
+
+    /// Losses a loss probe repaired (each cut cwnd) since the last call.
+    pub fn take_tlp_recoveries(&mut self) -> u32 {
+        std::mem::take(&mut self.tlp_recoveries)
     }
 
     /// Path MTU black holes suspected so far (the segment size fell back).
@@ -1667,6 +1683,7 @@ impl Connection {
             self.on_dsack(left, right);
             self.try_undo();
         }
+        self.tlp_detect(now, ack, dsack);
         // SACK blocks update the scoreboard first (RFC 6675 §4).
         if self.sack {
             for &(left, right) in seg.sack_ranges.iter().flatten() {
@@ -1905,6 +1922,43 @@ impl Connection {
         }
     }
 
+    /// RFC 8985 §7.4.2: decides a loss probe's episode once the peer has
+    /// acknowledged up to where it ended. A probe of new data, or one whose
+    /// copy the peer D-SACKs (the original had arrived), found no loss. An
+    /// ACK beyond the end with no such D-SACK means the original was lost
+    /// and the probe repaired it: that loss is congestion like any other,
+    /// and cwnd is cut now (Linux's `tcp_process_tlp_ack`).
+    fn tlp_detect(&mut self, now: Instant, ack: SeqNumber, dsack: Option<(SeqNumber, SeqNumber)>) {
+        let Some((resent, end)) = self.tlp_episode else {
+            return;
+        };
+        if ack < end {
+            return;
+        }
+        let Some((start, stop)) = resent else {
+            self.tlp_episode = None;
+            return;
+        };
+        if dsack.is_some_and(|(l, r)| l < stop && start < r) {
+            self.tlp_episode = None;
+        } else if ack > end {
+            self.tlp_episode = None;
+            if self.recovery.is_none() && !self.repairing_after_timeout() {
+                self.start_undo();
+                if let Some(undo) = self.undo.as_mut() {
+                    // The probe is this response's retransmission.
+                    undo.retrans = 1;
+                    undo.any = true;
+                    undo.marker = start;
+                    undo.high = stop;
+                }
+                self.cc
+                    .on_congestion_event(now, span(self.snd_max, self.snd_una));
+                self.tlp_recoveries += 1;
+            }
+        }
+    }
+
     /// Starts the record of a congestion response about to be made.
     fn start_undo(&mut self) {
         // A loss probe still out is a retransmission of this episode too
@@ -1980,6 +2034,8 @@ impl Connection {
     /// A lost MTU probe alone leaves cwnd as it was (RFC 8899 §3 item 7).
     fn enter_recovery(&mut self, now: Instant) {
         self.tlp_at = None;
+        // This recovery's cut covers the probe's loss too.
+        self.tlp_episode = None;
         self.recover_mark = Some(self.snd_max);
         let flight = span(self.snd_max, self.snd_una);
         self.recovery = Some(self.snd_max);
@@ -2393,6 +2449,7 @@ impl Connection {
                 let flight = span(self.snd_max, self.snd_una);
                 self.suspect_black_hole(flight);
                 self.cwnd_spared = None;
+                self.tlp_episode = None;
                 // A timeout during recovery, or a second in a row, extends
                 // the response under way: undoing it means going back to
                 // before the first.
@@ -2494,6 +2551,8 @@ impl Connection {
                 sent_any = true;
                 self.loss_probes += 1;
                 self.tlp_outstanding = true;
+                let resent = (!new_ok).then_some((seq, seq + n));
+                self.tlp_episode = Some((resent, self.snd_max));
                 self.rto_at = Some(now + self.rtt.rto());
             }
         }

@@ -226,6 +226,9 @@ pub struct Shard {
     /// D-SACKs received by every connection (RFC 2883) and congestion
     /// responses they undid (RFC 3708).
     pub spurious_total: (u64, u64),
+    /// Losses a tail loss probe repaired, each with a cwnd cut (RFC 8985
+    /// §7.4.2).
+    pub tlp_recoveries_total: u64,
     challenge_budget: ChallengeBudget,
 }
 
@@ -304,6 +307,7 @@ impl Shard {
             black_holes_total: 0,
             mtu_probes_total: (0, 0),
             spurious_total: (0, 0),
+            tlp_recoveries_total: 0,
             challenge_budget: ChallengeBudget::default(),
         }
     }
@@ -547,6 +551,7 @@ impl Shard {
             let reply = conn.process(now, &seg);
             self.mtu_probes_total = add_probes(self.mtu_probes_total, conn.take_mtu_probes());
             self.spurious_total = add_probes(self.spurious_total, conn.take_spurious());
+            self.tlp_recoveries_total += u64::from(conn.take_tlp_recoveries());
             let mut rejection = conn.take_rejection();
             if rejection == Some(DropReason::TcpChallengeAck) {
                 let (isn, local) = (&self.isn, self.local_addr);

@@ -2093,6 +2093,56 @@ fn an_icmp_message_about_an_mtu_probe_bounds_the_search_rfc8899() {
     assert_eq!((s.seq, s.len), (all, 1030), "the next probe");
 }
 
+/// Four segments out with nothing more to send, no ACK: the loss probe
+/// (2·SRTT later) sends the last one again. Returns the probe's time and
+/// cwnd before it.
+fn probe_of_the_last_of_four() -> (Connection, Instant, usize) {
+    let (mut c, now) = established_with_sack();
+    let una = ISS + 101;
+    c.send(&[5u8; 1460 * 4]).unwrap();
+    assert_eq!(drain(&mut c, now).len(), 4);
+    let cwnd = c.status().cwnd;
+    let due = c.poll_at(now).expect("the probe timer");
+    let out = drain(&mut c, due);
+    let s = seg_of(&out[0], A_ADDR, B_ADDR);
+    assert_eq!((s.seq, s.len, c.loss_probes()), (una + 4380, 1460, 1));
+    (c, due, cwnd)
+}
+
+#[test]
+fn a_loss_the_probe_repaired_cuts_cwnd_rfc8985_7_4() {
+    // The last segment was lost and the probe's copy repaired it: the ACK
+    // covers all four, and the next ACK goes beyond without a D-SACK for
+    // the probe. RFC 8985 §7.4.2: that was a loss, and the congestion
+    // response is due as for any other (Linux's tcp_process_tlp_ack).
+    let (mut c, now, cwnd) = probe_of_the_last_of_four();
+    let una = ISS + 101;
+    c.process(now, &sack_ack(una + 1460 * 4, &[], 65535));
+    assert_eq!(c.status().cwnd, cwnd, "not yet: a D-SACK may follow");
+    c.send(&[6u8; 1460]).unwrap();
+    drain(&mut c, now);
+    c.process(now, &sack_ack(una + 1460 * 5, &[], 65535));
+    assert!(c.status().cwnd < cwnd, "cut: {} of {cwnd}", c.status().cwnd);
+    assert_eq!(c.take_tlp_recoveries(), 1);
+}
+
+#[test]
+fn a_probe_whose_copy_comes_back_d_sacked_found_no_loss() {
+    // The original arrived after all: the peer D-SACKs the probe's copy,
+    // so nothing was lost and cwnd stays.
+    let (mut c, now, cwnd) = probe_of_the_last_of_four();
+    let una = ISS + 101;
+    c.process(now, &sack_ack(una + 1460 * 4, &[], 65535));
+    let mut dsack = sack_ack(una + 1460 * 4, &[], 65535);
+    dsack.sack_ranges[0] = Some((una + 4380, una + 5840));
+    c.process(now, &dsack);
+    c.send(&[6u8; 1460]).unwrap();
+    drain(&mut c, now);
+    c.process(now, &sack_ack(una + 1460 * 5, &[], 65535));
+    assert!(c.status().cwnd >= cwnd);
+    assert_eq!(c.take_tlp_recoveries(), 0);
+}
+
 #[test]
 fn a_loss_probe_due_with_the_timeout_goes_in_its_place() {
     // One segment out: PTO = 2·SRTT + the peer's delayed ACK allowance,
