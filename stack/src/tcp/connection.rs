@@ -1338,7 +1338,7 @@ impl Connection {
                     && end <= self.rcv_nxt
                 {
                     // Data we had already: the ACK says so (RFC 2883 §4).
-                    self.dsack_out = Some((seg.seq_number, end));
+                    self.note_duplicate(seg.seq_number, end);
                 }
                 if seg.control != TcpControl::Rst {
                     // RFC 9293: send an ACK (and drop); in TIME-WAIT the same,
@@ -1886,7 +1886,11 @@ impl Connection {
     /// step 4) and counts towards undoing the response that sent them.
     fn on_dsack(&mut self, left: SeqNumber, right: SeqNumber) {
         self.spurious.0 += 1;
-        if self.dsack_round.is_none() {
+        // A loss probe's copy coming back twice says nothing about
+        // reordering (Linux's FLAG_DSACK_TLP).
+        let probe_copy = matches!(self.tlp_episode, Some((Some((start, end)), _))
+            if left < end && start < right);
+        if self.dsack_round.is_none() && !probe_copy {
             self.dsack_round = Some(self.snd_max);
             self.reo_wnd_mult = (self.reo_wnd_mult + 1).min(REO_WND_MULT_MAX);
             self.reo_wnd_persist = REO_WND_PERSIST;
@@ -1975,6 +1979,18 @@ impl Connection {
             } else {
                 self.snd_una
             },
+        });
+    }
+
+    /// Data `start..end` arrived twice: the next ACK reports it as a
+    /// D-SACK (RFC 2883 §4). Several duplicates before that ACK make one
+    /// block where they touch; otherwise the first is reported (one
+    /// D-SACK per ACK, as Linux's `tcp_dsack_extend`).
+    fn note_duplicate(&mut self, start: SeqNumber, end: SeqNumber) {
+        self.dsack_out = Some(match self.dsack_out {
+            Some((l, r)) if start <= r && l <= end => (l.min(start), r.max(end)),
+            Some(first) => first,
+            None => (start, end),
         });
     }
 
@@ -2212,7 +2228,7 @@ impl Connection {
             let skip = span(self.rcv_nxt, seq).min(payload.len());
             if self.sack && skip > 0 {
                 // Its front arrived twice (RFC 2883 §4).
-                self.dsack_out = Some((seq, seq + skip));
+                self.note_duplicate(seq, seq + skip);
             }
             payload = &payload[skip..];
             seq += skip;

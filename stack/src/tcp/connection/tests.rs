@@ -1053,6 +1053,11 @@ fn a_segment_received_twice_is_reported_first_as_a_dsack_rfc2883() {
     c.process(now, &data(base + 200, &[b'c'; 100]));
     let ack = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
     assert_eq!((ack.ack, ack.sack), (Some(base + 400), vec![]));
+    // Two duplicates before one ACK: one block where they touch.
+    c.process(now, &data(base, &[b'a'; 60]));
+    c.process(now, &data(base + 60, &[b'a'; 40]));
+    let ack = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
+    assert_eq!(ack.sack, vec![(base, base + 100)]);
 }
 
 /// Ten segments out and a recovery for the first, which the peer SACKs
@@ -2135,7 +2140,9 @@ fn a_probe_whose_copy_comes_back_d_sacked_found_no_loss() {
     c.process(now, &sack_ack(una + 1460 * 4, &[], 65535));
     let mut dsack = sack_ack(una + 1460 * 4, &[], 65535);
     dsack.sack_ranges[0] = Some((una + 4380, una + 5840));
+    let reo = c.reo_wnd();
     c.process(now, &dsack);
+    assert_eq!(c.reo_wnd(), reo, "a probe's copy is no sign of reordering");
     c.send(&[6u8; 1460]).unwrap();
     drain(&mut c, now);
     c.process(now, &sack_ack(una + 1460 * 5, &[], 65535));
