@@ -1098,6 +1098,73 @@ fn a_recovery_every_retransmission_of_which_arrived_twice_is_undone_rfc3708() {
 }
 
 #[test]
+fn an_undo_in_the_middle_of_a_recovery_ends_it_and_a_later_loss_cuts_again() {
+    // The first of ten looks lost (four later ones SACKed) and goes again;
+    // it was only late: the peer ACKs up to the fifth, then D-SACKs the
+    // copy while the rest is still on its way. The cut is undone and the
+    // recovery ends there (Linux leaves Recovery after tcp_try_undo_dsack).
+    // Then the sixth really is lost: that is a new recovery, cut again.
+    let (mut c, now) = established_with_sack();
+    let una = ISS + 101;
+    c.send(&vec![7u8; 1460 * 10]).unwrap();
+    assert_eq!(drain(&mut c, now).len(), 10);
+    let before = (c.status().cwnd, c.status().ssthresh);
+    c.process(now, &sack_ack(una, &[(1460, 1460 * 5)], 65535));
+    let again = drain(&mut c, now);
+    assert_eq!(seg_of(&again[0], A_ADDR, B_ADDR).seq, una);
+    assert!(c.recovery.is_some() && c.status().cwnd < before.0);
+    let mut dsack = sack_ack(una + 1460 * 5, &[], 65535);
+    dsack.sack_ranges[0] = Some((una, una + 1460));
+    c.process(now, &dsack);
+    assert!(c.recovery.is_none(), "undone, so over");
+    assert_eq!(c.status().ssthresh, before.1);
+    assert!(c.status().cwnd >= before.0);
+    assert_eq!(c.take_spurious(), (1, 1));
+    drain(&mut c, now);
+    // The sixth is lost; the four after it arrive.
+    c.process(now, &sack_ack(una + 1460 * 5, &[(1460, 1460 * 5)], 65535));
+    let repair = drain(&mut c, now);
+    assert_eq!(seg_of(&repair[0], A_ADDR, B_ADDR).seq, una + 1460 * 5);
+    assert!(c.recovery.is_some());
+    assert!(c.status().ssthresh < before.0, "cut again");
+}
+
+#[test]
+fn a_timeout_whose_every_copy_came_back_twice_is_undone_rfc3708() {
+    // Six segments and then silence: the loss probe resends the last, the
+    // RTO the first (one-segment window). Nothing was lost, only delayed:
+    // the peer ACKs all six and D-SACKs both copies. Only after the second
+    // D-SACK is every retransmission accounted for; then cwnd and
+    // ssthresh are back and the go-back is over (RFC 4015: on from
+    // SND.MAX).
+    let (mut c, mut now) = established_with_sack();
+    let una = ISS + 101;
+    c.send(&vec![7u8; 1460 * 6]).unwrap();
+    assert_eq!(drain(&mut c, now).len(), 6);
+    let before = (c.status().cwnd, c.status().ssthresh);
+    while c.rto_count() == 0 {
+        now = c.poll_at(now).expect("a timer");
+        drain(&mut c, now);
+    }
+    assert_eq!((c.loss_probes(), c.status().cwnd), (1, 1460));
+    let all = una + 1460 * 6;
+    let mut first = sack_ack(all, &[], 65535);
+    first.sack_ranges[0] = Some((una, una + 1460));
+    c.process(now, &first);
+    assert_eq!(
+        c.take_spurious(),
+        (1, 0),
+        "the probe's copy is not yet back"
+    );
+    let mut second = sack_ack(all, &[], 65535);
+    second.sack_ranges[0] = Some((all - 1460, all));
+    c.process(now, &second);
+    assert_eq!(c.take_spurious(), (1, 1));
+    assert_eq!((c.status().cwnd, c.status().ssthresh), before);
+    assert_eq!(c.snd_nxt, c.snd_max);
+}
+
+#[test]
 fn a_recovery_with_a_retransmission_not_reported_twice_stands() {
     // Two segments lost and retransmitted; a D-SACK for one of them only:
     // the other was a real loss, so the cut stays.
