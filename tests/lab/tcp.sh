@@ -87,6 +87,62 @@ stop_server
 check "SIGTERM: exit code 0" test "$SERVER_RC" = 0
 check "SIGTERM: XDP detached" no_xdp
 
+# Duplicated segments, both ways: each end must report the copies it gets
+# as D-SACKs (RFC 2883) that the other end understands. A tc program on
+# bpx1 sends about 1 in 20 data segments twice (bpf_clone_redirect), on its
+# way to the stack (egress) and to the kernel (ingress).
+echo "== tcp: duplicated segments (D-SACK) both ways"
+cat >"$LOSS_DIR/dup.c" <<'C'
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+/* Data segments only (an IPv4 packet over 100 bytes: pure ACKs, even
+ * with SACK blocks, are shorter), about 1 in 20. */
+static int is_data(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != IPPROTO_TCP)
+		return 0;
+	return bpf_ntohs(ip->tot_len) > 100 && bpf_get_prandom_u32() % 20 == 0;
+}
+/* DIRECTION: 0 on egress, BPF_F_INGRESS on ingress (one object each). */
+SEC("tc") int dup(struct __sk_buff *skb)
+{
+	if (is_data(skb))
+		bpf_clone_redirect(skb, skb->ifindex, DIRECTION);
+	return TC_ACT_OK;
+}
+char LICENSE[] SEC("license") = "GPL";
+C
+clang -O2 -g -target bpf -I"$MULTIARCH_INCLUDE" -DDIRECTION=0 -c "$LOSS_DIR/dup.c" -o "$LOSS_DIR/dup_out.o"
+clang -O2 -g -target bpf -I"$MULTIARCH_INCLUDE" -DDIRECTION=BPF_F_INGRESS -c "$LOSS_DIR/dup.c" -o "$LOSS_DIR/dup_in.o"
+LOG_DUP="$ARTIFACTS/tcp-inetd-dup.log"
+if start_inetd "$LOG_DUP"; then pass "inetd starts"; else fail "inetd starts" "$(cat "$LOG_DUP")"; fi
+dsack_recv() { cli nstat -asz TcpExtTCPDSACKRecv | awk '$1 == "TcpExtTCPDSACKRecv" { print $2 + 0 }'; }
+dsacks_before=$(dsack_recv)
+cli tc qdisc add dev bpx1 clsact
+if cli tc filter add dev bpx1 ingress bpf direct-action obj "$LOSS_DIR/dup_in.o" sec tc &&
+  cli tc filter add dev bpx1 egress bpf direct-action obj "$LOSS_DIR/dup_out.o" sec tc; then
+  pass "the duplicating programs are attached"
+else
+  fail "the duplicating programs are attached" "tc filter add failed"
+fi
+peer_check "echo 16 MiB with duplicated segments each way" echo 16777216
+cli tc qdisc del dev bpx1 clsact
+dsacks_after=$(dsack_recv)
+check "the kernel got D-SACKs from the stack ($((${dsacks_after:-0} - ${dsacks_before:-0})))" \
+  test "$((${dsacks_after:-0} - ${dsacks_before:-0}))" -gt 0
+stop_server
+check "SIGTERM: exit code 0" test "$SERVER_RC" = 0
+got=$(grep -o "total: .*" "$LOG_DUP" | grep -o " tcp_dsacks=[0-9]*" | tail -1 | cut -d= -f2)
+check "the stack got D-SACKs from the kernel (tcp_dsacks=${got:-none})" test "${got:-0}" -gt 0
+
 # active_opens QUEUES CONNECTIONS BYTES NAME: a fresh lab with QUEUES queues,
 # a kernel echo server for CONNECTIONS connections in bpx-cli, and inetd
 # opening them (dealt out over its cores), each echoing BYTES; LOG and
