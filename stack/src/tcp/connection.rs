@@ -1683,7 +1683,6 @@ impl Connection {
             self.on_dsack(left, right);
             self.try_undo();
         }
-        self.tlp_detect(now, ack, dsack);
         // SACK blocks update the scoreboard first (RFC 6675 §4).
         if self.sack {
             for &(left, right) in seg.sack_ranges.iter().flatten() {
@@ -1836,6 +1835,9 @@ impl Connection {
             }
         }
         self.resolve_mtu_probe();
+        // After loss detection: a recovery this ACK started has cut cwnd
+        // for the probe's loss too, and ended its episode.
+        self.tlp_detect(now, seg, ack, una_before, dsack);
         // Window update (RFC 9293 §3.10.7.4, fifth step), and, as Linux
         // does, from any ACK of new data: the peer sends its ACKs in order,
         // so that window is its newest even when the segment's SEQ is older
@@ -1932,7 +1934,18 @@ impl Connection {
     /// ACK beyond the end with no such D-SACK means the original was lost
     /// and the probe repaired it: that loss is congestion like any other,
     /// and cwnd is cut now (Linux's `tcp_process_tlp_ack`).
-    fn tlp_detect(&mut self, now: Instant, ack: SeqNumber, dsack: Option<(SeqNumber, SeqNumber)>) {
+    ///
+    /// A peer that does not send D-SACKs answers the second copy with a
+    /// plain duplicate ACK instead: that too ends the episode without a
+    /// loss (§7.4.2's last rule).
+    fn tlp_detect(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr,
+        ack: SeqNumber,
+        una_before: SeqNumber,
+        dsack: Option<(SeqNumber, SeqNumber)>,
+    ) {
         let Some((resent, end)) = self.tlp_episode else {
             return;
         };
@@ -1943,7 +1956,9 @@ impl Connection {
             self.tlp_episode = None;
             return;
         };
-        if dsack.is_some_and(|(l, r)| l < stop && start < r) {
+        let plain_dupack =
+            ack == una_before && seg.payload.is_empty() && seg.sack_ranges[0].is_none();
+        if dsack.is_some_and(|(l, r)| l < stop && start < r) || plain_dupack {
             self.tlp_episode = None;
         } else if ack > end {
             self.tlp_episode = None;
@@ -1965,20 +1980,20 @@ impl Connection {
 
     /// Starts the record of a congestion response about to be made.
     fn start_undo(&mut self) {
-        // A loss probe still out is a retransmission of this episode too
-        // (Linux seeds undo_retrans with retrans_out): its D-SACK must not
-        // cancel one for a segment that was really lost.
-        let probe = u32::from(self.tlp_outstanding);
+        // A loss probe's copy whose episode is still open is a
+        // retransmission of this response too (Linux seeds undo_retrans
+        // with retrans_out): its D-SACK must not cancel one for a segment
+        // that was really lost. A probe of new data is no copy.
+        let (retrans, high) = match self.tlp_episode {
+            Some((Some((_, end)), _)) => (1, end),
+            _ => (0, self.snd_una),
+        };
         self.undo = Some(Undo {
             prior: self.cc.clone(),
             marker: self.snd_una,
-            retrans: probe,
+            retrans,
             any: false,
-            high: if probe > 0 {
-                self.snd_max
-            } else {
-                self.snd_una
-            },
+            high,
         });
     }
 
@@ -2050,8 +2065,6 @@ impl Connection {
     /// A lost MTU probe alone leaves cwnd as it was (RFC 8899 §3 item 7).
     fn enter_recovery(&mut self, now: Instant) {
         self.tlp_at = None;
-        // This recovery's cut covers the probe's loss too.
-        self.tlp_episode = None;
         self.recover_mark = Some(self.snd_max);
         let flight = span(self.snd_max, self.snd_una);
         self.recovery = Some(self.snd_max);
@@ -2060,6 +2073,8 @@ impl Connection {
             self.start_undo();
             self.cc.on_congestion_event(now, flight);
         }
+        // This recovery's cut covers the probe's loss too.
+        self.tlp_episode = None;
 
         self.rexmit_log.clear();
         self.rexmit_una = true;
@@ -2465,13 +2480,13 @@ impl Connection {
                 let flight = span(self.snd_max, self.snd_una);
                 self.suspect_black_hole(flight);
                 self.cwnd_spared = None;
-                self.tlp_episode = None;
                 // A timeout during recovery, or a second in a row, extends
                 // the response under way: undoing it means going back to
                 // before the first.
                 if self.recovery.is_none() && self.timeouts == 1 {
                     self.start_undo();
                 }
+                self.tlp_episode = None;
                 self.cc.on_retransmit_timeout(now, flight);
                 self.recovery = None;
                 self.rexmit_log.clear();
@@ -2728,6 +2743,7 @@ impl Connection {
         self.tlp_at = None;
         if !self.sack
             || self.tlp_outstanding
+            || self.tlp_episode.is_some()
             || self.recovery.is_some()
             || self.snd_max == self.snd_una
             || self.timeouts > 0

@@ -2218,6 +2218,21 @@ fn a_probe_whose_copy_comes_back_d_sacked_found_no_loss() {
 }
 
 #[test]
+fn a_probe_answered_by_a_plain_duplicate_ack_found_no_loss() {
+    // A peer that sends no D-SACKs answers the probe's copy of data it
+    // had with a plain duplicate ACK: RFC 8985 §7.4.2's last rule, no loss.
+    let (mut c, now, cwnd) = probe_of_the_last_of_four();
+    let una = ISS + 101;
+    c.process(now, &sack_ack(una + 1460 * 4, &[], 65535));
+    c.process(now, &sack_ack(una + 1460 * 4, &[], 65535));
+    c.send(&[6u8; 1460]).unwrap();
+    drain(&mut c, now);
+    c.process(now, &sack_ack(una + 1460 * 5, &[], 65535));
+    assert!(c.status().cwnd >= cwnd);
+    assert_eq!(c.take_tlp_recoveries(), 0);
+}
+
+#[test]
 fn a_loss_probe_due_with_the_timeout_goes_in_its_place() {
     // One segment out: PTO = 2·SRTT + the peer's delayed ACK allowance,
     // later than the RTO (200 ms): the probe is scheduled at the RTO's
