@@ -956,6 +956,22 @@ fn rack_repairs_a_lost_segment_below_too_few_sacks_a_reordering_window_later() {
     assert_eq!(c.status().send_queued, 0);
 }
 
+/// Six segments out and nothing comes back: a tail loss probe, then the
+/// timeout, whose go-back sends the first segment (cwnd is one segment).
+/// Returns the time of the timeout and what it sent.
+fn six_out_until_the_timeout() -> (Connection, Instant, Vec<Vec<u8>>) {
+    let (mut c, mut now) = established_with_sack();
+    c.send(&vec![7u8; 1460 * 6]).unwrap();
+    assert_eq!(drain(&mut c, now).len(), 6);
+    loop {
+        now = c.poll_at(now).expect("a timer");
+        let out = drain(&mut c, now);
+        if c.rto_count() == 1 {
+            return (c, now, out);
+        }
+    }
+}
+
 #[test]
 fn a_go_back_retransmission_lost_again_goes_once_more_before_another_timeout() {
     // After a timeout, RFC 6675 §5.1 starts no new recovery before the old
@@ -963,19 +979,8 @@ fn a_go_back_retransmission_lost_again_goes_once_more_before_another_timeout() {
     // found (here by RACK's time test, RFC 8985 §6.2: an ACK with news 5/4
     // of an RTT after it went does not cover it) and sent once more, as
     // Linux does in its Loss state, not left for a second timeout.
-    let (mut c, mut now) = established_with_sack();
     let una = ISS + 101;
-    c.send(&vec![7u8; 1460 * 6]).unwrap();
-    assert_eq!(drain(&mut c, now).len(), 6);
-    // Nothing comes back: a tail loss probe, then the timeout, whose
-    // go-back sends the first segment (cwnd is one segment).
-    let resent = loop {
-        now = c.poll_at(now).expect("a timer");
-        let out = drain(&mut c, now);
-        if c.rto_count() == 1 {
-            break out;
-        }
-    };
+    let (mut c, mut now, resent) = six_out_until_the_timeout();
     assert_eq!(seg_of(&resent[0], A_ADDR, B_ADDR).seq, una);
     now += Duration::from_millis(10);
     c.process(now, &sack_ack(una + 1460, &[], 65535));
@@ -1060,6 +1065,15 @@ fn a_segment_received_twice_is_reported_first_as_a_dsack_rfc2883() {
     assert_eq!(ack.sack, vec![(base, base + 100)]);
 }
 
+/// [`established_with_sack`] with ten full segments sent (the initial
+/// window), none acknowledged yet.
+fn ten_out() -> (Connection, Instant) {
+    let (mut c, now) = established_with_sack();
+    c.send(&vec![7u8; 1460 * 10]).unwrap();
+    assert_eq!(drain(&mut c, now).len(), 10);
+    (c, now)
+}
+
 /// Ten segments out and a recovery for the first, which the peer SACKs
 /// the other nine around: returns cwnd and ssthresh from before it.
 fn recovery_for_the_first_of_ten(c: &mut Connection, now: Instant) -> (usize, usize) {
@@ -1104,10 +1118,8 @@ fn an_undo_in_the_middle_of_a_recovery_ends_it_and_a_later_loss_cuts_again() {
     // copy while the rest is still on its way. The cut is undone and the
     // recovery ends there (Linux leaves Recovery after tcp_try_undo_dsack).
     // Then the sixth really is lost: that is a new recovery, cut again.
-    let (mut c, now) = established_with_sack();
+    let (mut c, now) = ten_out();
     let una = ISS + 101;
-    c.send(&vec![7u8; 1460 * 10]).unwrap();
-    assert_eq!(drain(&mut c, now).len(), 10);
     let before = (c.status().cwnd, c.status().ssthresh);
     c.process(now, &sack_ack(una, &[(1460, 1460 * 5)], 65535));
     let again = drain(&mut c, now);
@@ -1137,15 +1149,12 @@ fn a_timeout_whose_every_copy_came_back_twice_is_undone_rfc3708() {
     // D-SACK is every retransmission accounted for; then cwnd and
     // ssthresh are back and the go-back is over (RFC 4015: on from
     // SND.MAX).
-    let (mut c, mut now) = established_with_sack();
     let una = ISS + 101;
-    c.send(&vec![7u8; 1460 * 6]).unwrap();
-    assert_eq!(drain(&mut c, now).len(), 6);
-    let before = (c.status().cwnd, c.status().ssthresh);
-    while c.rto_count() == 0 {
-        now = c.poll_at(now).expect("a timer");
-        drain(&mut c, now);
-    }
+    let before = {
+        let (c, _) = established_with_sack();
+        (c.status().cwnd, c.status().ssthresh)
+    };
+    let (mut c, now, _) = six_out_until_the_timeout();
     assert_eq!((c.loss_probes(), c.status().cwnd), (1, 1460));
     let all = una + 1460 * 6;
     let mut first = sack_ack(all, &[], 65535);
@@ -1168,10 +1177,8 @@ fn a_timeout_whose_every_copy_came_back_twice_is_undone_rfc3708() {
 fn a_recovery_with_a_retransmission_not_reported_twice_stands() {
     // Two segments lost and retransmitted; a D-SACK for one of them only:
     // the other was a real loss, so the cut stays.
-    let (mut c, now) = established_with_sack();
+    let (mut c, now) = ten_out();
     let una = ISS + 101;
-    c.send(&vec![7u8; 1460 * 10]).unwrap();
-    assert_eq!(drain(&mut c, now).len(), 10);
     c.process(now, &sack_ack(una, &[(2920, 1460 * 10)], 65535));
     let again: Vec<u32> = drain(&mut c, now)
         .iter()
@@ -2181,6 +2188,14 @@ fn probe_of_the_last_of_four() -> (Connection, Instant, usize) {
     (c, due, cwnd)
 }
 
+/// One more segment sent after [`probe_of_the_last_of_four`], and its ACK:
+/// the first that goes past the probe's episode.
+fn one_more_acked(c: &mut Connection, now: Instant) {
+    c.send(&[6u8; 1460]).unwrap();
+    drain(c, now);
+    c.process(now, &sack_ack(ISS + 101 + 1460 * 5, &[], 65535));
+}
+
 #[test]
 fn a_loss_the_probe_repaired_cuts_cwnd_rfc8985_7_4() {
     // The last segment was lost and the probe's copy repaired it: the ACK
@@ -2191,9 +2206,7 @@ fn a_loss_the_probe_repaired_cuts_cwnd_rfc8985_7_4() {
     let una = ISS + 101;
     c.process(now, &sack_ack(una + 1460 * 4, &[], 65535));
     assert_eq!(c.status().cwnd, cwnd, "not yet: a D-SACK may follow");
-    c.send(&[6u8; 1460]).unwrap();
-    drain(&mut c, now);
-    c.process(now, &sack_ack(una + 1460 * 5, &[], 65535));
+    one_more_acked(&mut c, now);
     assert!(c.status().cwnd < cwnd, "cut: {} of {cwnd}", c.status().cwnd);
     assert_eq!(c.take_tlp_recoveries(), 1);
 }
@@ -2210,9 +2223,7 @@ fn a_probe_whose_copy_comes_back_d_sacked_found_no_loss() {
     let reo = c.reo_wnd();
     c.process(now, &dsack);
     assert_eq!(c.reo_wnd(), reo, "a probe's copy is no sign of reordering");
-    c.send(&[6u8; 1460]).unwrap();
-    drain(&mut c, now);
-    c.process(now, &sack_ack(una + 1460 * 5, &[], 65535));
+    one_more_acked(&mut c, now);
     assert!(c.status().cwnd >= cwnd);
     assert_eq!(c.take_tlp_recoveries(), 0);
 }
@@ -2225,9 +2236,7 @@ fn a_probe_answered_by_a_plain_duplicate_ack_found_no_loss() {
     let una = ISS + 101;
     c.process(now, &sack_ack(una + 1460 * 4, &[], 65535));
     c.process(now, &sack_ack(una + 1460 * 4, &[], 65535));
-    c.send(&[6u8; 1460]).unwrap();
-    drain(&mut c, now);
-    c.process(now, &sack_ack(una + 1460 * 5, &[], 65535));
+    one_more_acked(&mut c, now);
     assert!(c.status().cwnd >= cwnd);
     assert_eq!(c.take_tlp_recoveries(), 0);
 }
