@@ -2269,6 +2269,18 @@ impl Connection {
             grow_for(&mut self.recv_buf, need, self.cfg.recv_buffer);
         }
         let was_out_of_order = !self.assembler.is_empty();
+        if self.sack && offset > 0 && !payload.is_empty() {
+            // Out-of-order data we hold already arrived twice too (RFC 2883
+            // §4: the D-SACK then lies inside the SACK block after it).
+            let end = offset + payload.len();
+            if self
+                .assembler
+                .ranges()
+                .any(|(s, e)| s <= offset && end <= e)
+            {
+                self.note_duplicate(seq, seq + payload.len());
+            }
+        }
         if !payload.is_empty() {
             if self.assembler.add(offset, payload.len()).is_err() {
                 if offset > 0 {

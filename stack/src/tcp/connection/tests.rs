@@ -1058,6 +1058,18 @@ fn a_segment_received_twice_is_reported_first_as_a_dsack_rfc2883() {
     c.process(now, &data(base + 200, &[b'c'; 100]));
     let ack = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
     assert_eq!((ack.ack, ack.sack), (Some(base + 400), vec![]));
+    // Out-of-order data held, received again: the D-SACK lies inside the
+    // SACK block that follows it (RFC 2883 §4).
+    c.process(now, &data(base + 500, &[b'f'; 100]));
+    drain(&mut c, now);
+    c.process(now, &data(base + 500, &[b'f'; 100]));
+    let ack = seg_of(&drain(&mut c, now)[0], A_ADDR, B_ADDR);
+    assert_eq!(
+        ack.sack,
+        vec![(base + 500, base + 600), (base + 500, base + 600)]
+    );
+    c.process(now, &data(base + 400, &[b'e'; 100]));
+    drain(&mut c, now);
     // Two duplicates before one ACK: one block where they touch.
     c.process(now, &data(base, &[b'a'; 60]));
     c.process(now, &data(base + 60, &[b'a'; 40]));
