@@ -400,7 +400,8 @@ pub struct Connection {
     dsack_round: Option<SeqNumber>,
     /// The last congestion response, to be undone if every retransmission
     /// it made proves needless (see [`Undo`]).
-    undo: Option<Undo>,
+    /// Boxed: idle connections, most of them, never hold one.
+    undo: Option<Box<Undo>>,
     /// DSACKs received and responses undone since the shard last took them.
     spurious: (u32, u32),
     /// A duplicate received, reported first in our next ACK (RFC 2883 §4).
@@ -1988,13 +1989,18 @@ impl Connection {
             Some((Some((_, end)), _)) => (1, end),
             _ => (0, self.snd_una),
         };
-        self.undo = Some(Undo {
+        let fresh = Undo {
             prior: self.cc.clone(),
             marker: self.snd_una,
             retrans,
             any: false,
             high,
-        });
+        };
+        // Reused from one episode to the next (an undo frees it).
+        match self.undo.as_mut() {
+            Some(undo) => **undo = fresh,
+            None => self.undo = Some(Box::new(fresh)),
+        }
     }
 
     /// Data `start..end` arrived twice: the next ACK reports it as a
