@@ -189,6 +189,17 @@ const REO_WND_MULT_MAX: u32 = 64;
 /// (RFC 8985 §6.2 step 4: 16).
 const REO_WND_PERSIST: u32 = 16;
 
+/// A tail loss probe's episode (RFC 8985 §7.4): what the probe sent again,
+/// if it was a copy, and where the flight ended when it went.
+#[derive(Debug, Clone, Copy)]
+struct ProbeEpisode {
+    /// The range sent again; `None` for a probe of new data, which normal
+    /// loss detection covers.
+    resent: Option<(SeqNumber, SeqNumber)>,
+    /// SND.MAX after the probe.
+    end: SeqNumber,
+}
+
 /// A congestion response (fast recovery's cut, or a timeout's) kept with
 /// what it replaced, until D-SACKs show whether it was needed (RFC 3708,
 /// RFC 2883 §5; Linux's `undo_marker` and `undo_retrans`).
@@ -433,7 +444,7 @@ pub struct Connection {
     /// covers) and SND.MAX after it. Once the peer acknowledges past it
     /// without a D-SACK for the probe, the probe repaired a real loss, and
     /// cwnd is cut as for any other.
-    tlp_episode: Option<(Option<(SeqNumber, SeqNumber)>, SeqNumber)>,
+    tlp_episode: Option<ProbeEpisode>,
     /// The search for a larger segment size after a black hole or an ICMP
     /// message lowered it (RFC 8899, RFC 4821); boxed, as few connections
     /// ever need one.
@@ -1891,8 +1902,10 @@ impl Connection {
         self.spurious.0 += 1;
         // A loss probe's copy coming back twice says nothing about
         // reordering (Linux's FLAG_DSACK_TLP).
-        let probe_copy = matches!(self.tlp_episode, Some((Some((start, end)), _))
-            if left < end && start < right);
+        let probe_copy = self
+            .tlp_episode
+            .and_then(|e| e.resent)
+            .is_some_and(|(start, end)| left < end && start < right);
         if self.dsack_round.is_none() && !probe_copy {
             self.dsack_round = Some(self.snd_max);
             self.reo_wnd_mult = (self.reo_wnd_mult + 1).min(REO_WND_MULT_MAX);
@@ -1947,7 +1960,7 @@ impl Connection {
         una_before: SeqNumber,
         dsack: Option<(SeqNumber, SeqNumber)>,
     ) {
-        let Some((resent, end)) = self.tlp_episode else {
+        let Some(ProbeEpisode { resent, end }) = self.tlp_episode else {
             return;
         };
         if ack < end {
@@ -1962,20 +1975,20 @@ impl Connection {
         if dsack.is_some_and(|(l, r)| l < stop && start < r) || plain_dupack {
             self.tlp_episode = None;
         } else if ack > end {
-            self.tlp_episode = None;
             if self.recovery.is_none() && !self.repairing_after_timeout() {
+                // The probe's copy is this response's one retransmission
+                // (start_undo counts it while the episode is open), below
+                // SND.UNA by now.
                 self.start_undo();
                 if let Some(undo) = self.undo.as_mut() {
-                    // The probe is this response's retransmission.
-                    undo.retrans = 1;
                     undo.any = true;
                     undo.marker = start;
-                    undo.high = stop;
                 }
                 self.cc
                     .on_congestion_event(now, span(self.snd_max, self.snd_una));
                 self.tlp_recoveries += 1;
             }
+            self.tlp_episode = None;
         }
     }
 
@@ -1985,9 +1998,9 @@ impl Connection {
         // retransmission of this response too (Linux seeds undo_retrans
         // with retrans_out): its D-SACK must not cancel one for a segment
         // that was really lost. A probe of new data is no copy.
-        let (retrans, high) = match self.tlp_episode {
-            Some((Some((_, end)), _)) => (1, end),
-            _ => (0, self.snd_una),
+        let (retrans, high) = match self.tlp_episode.and_then(|e| e.resent) {
+            Some((_, end)) => (1, end),
+            None => (0, self.snd_una),
         };
         let fresh = Undo {
             prior: self.cc.clone(),
@@ -2601,7 +2614,10 @@ impl Connection {
                 self.loss_probes += 1;
                 self.tlp_outstanding = true;
                 let resent = (!new_ok).then_some((seq, seq + n));
-                self.tlp_episode = Some((resent, self.snd_max));
+                self.tlp_episode = Some(ProbeEpisode {
+                    resent,
+                    end: self.snd_max,
+                });
                 self.rto_at = Some(now + self.rtt.rto());
             }
         }
